@@ -1,0 +1,83 @@
+//! Ingest's Prometheus metrics: a struct of handles built once and shared through the app state.
+//! Documented in `docs/metrics.md`.
+
+use omnidm_shared::ops::LATENCY_BUCKETS;
+use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
+
+/// Every outcome a webhook POST can have; pre-registered so dashboards see zeros, not gaps.
+pub const OUTCOMES: [&str; 6] = ["accepted", "bad_signature", "oversize", "malformed", "unavailable", "overloaded"];
+
+/// Handles to ingest's metrics.
+#[derive(Clone)]
+pub struct Metrics {
+    /// The registry `/metrics` renders.
+    pub registry: Registry,
+    /// `ingest_webhook_requests_total{outcome}`.
+    pub requests: IntCounterVec,
+    /// `ingest_webhook_request_duration_seconds{outcome}`.
+    pub request_duration: HistogramVec,
+    /// `ingest_events_published_total{source}`.
+    pub events_published: IntCounterVec,
+    /// `ingest_publish_confirm_seconds`: from first publish to last confirm of one request.
+    pub publish_confirm: prometheus::Histogram,
+    /// `ingest_publish_failures_total{reason}`.
+    pub publish_failures: IntCounterVec,
+    /// `ingest_rejected_bodies_total`: signed bodies kept in the rejected queue.
+    pub rejected_bodies: IntCounter,
+}
+
+impl Metrics {
+    /// Builds and registers every metric.
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new("ingest_webhook_requests_total", "Webhook POSTs by outcome."),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        let request_duration = HistogramVec::new(
+            HistogramOpts::new("ingest_webhook_request_duration_seconds", "Webhook POST handling time.")
+                .buckets(LATENCY_BUCKETS.to_vec()),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        let events_published = IntCounterVec::new(
+            Opts::new("ingest_events_published_total", "Events confirmed by the broker, by source array."),
+            &["source"],
+        )
+        .expect("valid metric");
+        let publish_confirm = prometheus::Histogram::with_opts(
+            HistogramOpts::new("ingest_publish_confirm_seconds", "Time until all events of a request are confirmed.")
+                .buckets(LATENCY_BUCKETS.to_vec()),
+        )
+        .expect("valid metric");
+        let publish_failures = IntCounterVec::new(
+            Opts::new("ingest_publish_failures_total", "Requests answered 503 because publishing failed, by reason."),
+            &["reason"],
+        )
+        .expect("valid metric");
+        let rejected_bodies =
+            IntCounter::new("ingest_rejected_bodies_total", "Signed bodies that were not a Meta envelope, kept for inspection.")
+                .expect("valid metric");
+        for outcome in OUTCOMES {
+            requests.with_label_values(&[outcome]);
+        }
+        for collector in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(request_duration.clone()),
+            Box::new(events_published.clone()),
+            Box::new(publish_confirm.clone()),
+            Box::new(publish_failures.clone()),
+            Box::new(rejected_bodies.clone()),
+        ] {
+            registry.register(collector).expect("metric names are unique");
+        }
+        Self { registry, requests, request_duration, events_published, publish_confirm, publish_failures, rejected_bodies }
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,3 @@
+//! HTTP routes of ingest.
+
+pub mod webhook;

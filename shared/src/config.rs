@@ -1,0 +1,361 @@
+//! Configuration: every setting is an environment variable and a command-line flag, with its default
+//! shown by `--help`. Variable names are those of the external contract (`CONTRACT.md`), so an existing
+//! Meta app setup and `.env` keep working.
+//!
+//! Groups are `clap::Args` so each binary flattens exactly what it needs. Secrets are
+//! [`SecretString`]s (never printed by `Debug`) and their values are hidden from `--help`. Values that
+//! need more than clap's parsing are checked by `validate()` at start, and a bad one stops the process
+//! with a message that names the variable but never echoes a secret.
+
+use crate::crypto::Keyring;
+use crate::signature::WebhookVerifier;
+use clap::{Args, ValueEnum};
+use secrecy::{ExposeSecret, SecretString};
+use std::time::Duration;
+
+/// A configuration value that is present but unusable. The message names the variable.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid {variable}: {reason}")]
+pub struct ConfigError {
+    /// The environment variable at fault.
+    pub variable: &'static str,
+    /// What is wrong with it, without its (possibly secret) value.
+    pub reason: String,
+}
+
+impl ConfigError {
+    fn new(variable: &'static str, reason: impl Into<String>) -> Self {
+        Self { variable, reason: reason.into() }
+    }
+}
+
+/// PostgreSQL connection settings.
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseConfig {
+    /// PostgreSQL URL; the database is created if missing and migrations run at start.
+    #[arg(long, env = "DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/omnidm", hide_env_values = true)]
+    pub database_url: SecretString,
+    /// Largest number of pooled connections per process.
+    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
+    pub database_max_connections: u32,
+}
+
+/// RabbitMQ connection settings and the prefix every exchange and queue name starts with.
+#[derive(Debug, Clone, Args)]
+pub struct AmqpConfig {
+    /// RabbitMQ URL (3.10 or newer; no plugins needed).
+    #[arg(long, env = "AMQP_URL", default_value = "amqp://guest:guest@127.0.0.1:5672/%2f", hide_env_values = true)]
+    pub amqp_url: SecretString,
+    /// Prefix of every exchange and queue name, so several deployments (or tests) share one broker.
+    #[arg(long, env = "QUEUE_PREFIX", default_value = "omnidm")]
+    pub queue_prefix: String,
+}
+
+/// Logging.
+#[derive(Debug, Clone, Args)]
+pub struct TelemetryConfig {
+    /// `text` for people, `json` for log pipelines.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Which Meta login flavour the app uses; decides token kinds and Graph hosts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MetaLogin {
+    /// Facebook Login, Page-linked Instagram accounts (the seed's flow).
+    Facebook,
+    /// Instagram Login, no Facebook Page.
+    Instagram,
+}
+
+/// Meta app settings shared by webhook verification, the OAuth flow and Graph calls.
+#[derive(Debug, Clone, Args)]
+pub struct MetaConfig {
+    /// Meta app secret(s), comma-separated: the first is used for API calls, all verify webhook signatures.
+    #[arg(long, env = "INSTAGRAM_APP_SECRET", hide_env_values = true)]
+    pub instagram_app_secret: SecretString,
+    /// Graph API base URL including its version.
+    #[arg(long, env = "META_GRAPH_URL", default_value = "https://graph.facebook.com/v25.0")]
+    pub meta_graph_url: String,
+    /// `facebook` (Page-linked, as in the seed) or `instagram` (Instagram Login).
+    #[arg(long, env = "META_LOGIN", value_enum, default_value_t = MetaLogin::Facebook)]
+    pub meta_login: MetaLogin,
+}
+
+impl MetaConfig {
+    /// Every configured app secret, in order. Errors if the list is empty.
+    pub fn app_secrets(&self) -> Result<Vec<SecretString>, ConfigError> {
+        let secrets: Vec<SecretString> = self
+            .instagram_app_secret
+            .expose_secret()
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| SecretString::from(s.to_owned()))
+            .collect();
+        if secrets.is_empty() {
+            return Err(ConfigError::new("INSTAGRAM_APP_SECRET", "no secret given"));
+        }
+        Ok(secrets)
+    }
+
+    /// A verifier accepting a signature by any configured secret.
+    pub fn webhook_verifier(&self) -> Result<WebhookVerifier, ConfigError> {
+        Ok(WebhookVerifier::new(self.app_secrets()?))
+    }
+
+    /// Checks the values clap could not.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.app_secrets()?;
+        validate_url("META_GRAPH_URL", &self.meta_graph_url)
+    }
+}
+
+/// The AI provider (any OpenAI-compatible chat-completions API).
+#[derive(Debug, Clone, Args)]
+pub struct AiConfig {
+    /// Base URL of an OpenAI-compatible API.
+    #[arg(long, env = "AI_BASE_URL", default_value = "https://api.openai.com/v1")]
+    pub ai_base_url: String,
+    /// Sent as `Authorization: Bearer` when set.
+    #[arg(long, env = "AI_API_KEY", default_value = "", hide_env_values = true, hide_default_value = true)]
+    pub ai_api_key: SecretString,
+    /// Model name passed through to the API.
+    #[arg(long, env = "AI_MODEL", default_value = "gpt-4o-mini")]
+    pub ai_model: String,
+    /// Time limit for one AI call, in milliseconds.
+    #[arg(long, env = "AI_TIMEOUT_MS", default_value_t = 30_000)]
+    pub ai_timeout_ms: u64,
+}
+
+impl AiConfig {
+    /// Checks the values clap could not.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        validate_url("AI_BASE_URL", &self.ai_base_url)
+    }
+
+    /// The per-call time limit.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.ai_timeout_ms)
+    }
+}
+
+/// Keys that encrypt access tokens at rest.
+#[derive(Debug, Clone, Args)]
+pub struct CryptoConfig {
+    /// Base64 of 32 random bytes: the AES-256-GCM key that encrypts tokens at rest.
+    #[arg(long, env = "ENCRYPTION_KEY", hide_env_values = true)]
+    pub encryption_key: SecretString,
+    /// Comma-separated older keys, still accepted for decryption during a rotation.
+    #[arg(long, env = "ENCRYPTION_KEYS_PREVIOUS", default_value = "", hide_env_values = true, hide_default_value = true)]
+    pub encryption_keys_previous: SecretString,
+}
+
+impl CryptoConfig {
+    /// Builds the keyring, naming the variable whose key is malformed.
+    pub fn keyring(&self) -> Result<Keyring, ConfigError> {
+        let current = crate::crypto::Key::from_base64(self.encryption_key.expose_secret())
+            .map_err(|e| ConfigError::new("ENCRYPTION_KEY", e.to_string()))?;
+        let previous = self
+            .encryption_keys_previous
+            .expose_secret()
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(crate::crypto::Key::from_base64)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ConfigError::new("ENCRYPTION_KEYS_PREVIOUS", e.to_string()))?;
+        Ok(Keyring::new(current, previous))
+    }
+}
+
+/// Checks that `value` is an absolute http(s) URL.
+pub fn validate_url(variable: &'static str, value: &str) -> Result<(), ConfigError> {
+    match reqwest_like_scheme(value) {
+        Some(rest) if !rest.is_empty() && !rest.starts_with('/') => Ok(()),
+        _ => Err(ConfigError::new(variable, "expected an absolute http:// or https:// URL")),
+    }
+}
+
+fn reqwest_like_scheme(value: &str) -> Option<&str> {
+    value.strip_prefix("https://").or_else(|| value.strip_prefix("http://"))
+}
+
+/// Checks that a required secret is not blank (clap accepts an empty environment variable).
+pub fn require_non_empty(variable: &'static str, value: &SecretString) -> Result<(), ConfigError> {
+    if value.expose_secret().trim().is_empty() {
+        return Err(ConfigError::new(variable, "must not be empty"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn app_secrets_are_split_on_commas_for_rotation() {
+        let meta = MetaConfig {
+            instagram_app_secret: SecretString::from(" a, b ,,".to_string()),
+            meta_graph_url: "http://127.0.0.1:1/graph".into(),
+            meta_login: MetaLogin::Facebook,
+        };
+        let secrets: Vec<String> = meta.app_secrets().unwrap().iter().map(|s| s.expose_secret().to_owned()).collect();
+        assert_eq!(secrets, ["a", "b"]);
+    }
+
+    #[test]
+    fn an_empty_secret_list_names_the_variable() {
+        let meta = MetaConfig {
+            instagram_app_secret: SecretString::from(" , ".to_string()),
+            meta_graph_url: "http://x".into(),
+            meta_login: MetaLogin::Facebook,
+        };
+        assert!(meta.validate().unwrap_err().to_string().contains("INSTAGRAM_APP_SECRET"));
+    }
+
+    #[test]
+    fn urls_must_be_absolute_http() {
+        assert!(validate_url("X", "http://127.0.0.1:9/graph").is_ok());
+        assert!(validate_url("X", "https://graph.facebook.com/v25.0").is_ok());
+        for bad in ["", "graph.facebook.com", "ftp://x", "http://", "http:///x"] {
+            assert_eq!(validate_url("X", bad).unwrap_err().variable, "X");
+        }
+    }
+}
+
+/// Everything `ingest` reads at start.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "ingest", about = "Omniops DM's public edge: Meta webhooks in, durable jobs out.", version)]
+pub struct IngestConfig {
+    /// Address the HTTP server listens on (`:0` picks a free port).
+    #[arg(long, env = "INGEST_ADDR", default_value = "0.0.0.0:8080")]
+    pub ingest_addr: String,
+    /// The verify token set in the Meta dashboard, for the subscription handshake.
+    #[arg(long, env = "INSTAGRAM_WEBHOOK_VERIFY_TOKEN", hide_env_values = true)]
+    pub instagram_webhook_verify_token: SecretString,
+    /// Events being published at once, across all requests; beyond it requests are shed with 503.
+    #[arg(long, env = "INGEST_MAX_IN_FLIGHT", default_value_t = 4096)]
+    pub ingest_max_in_flight: u32,
+    /// How long to wait for the broker to confirm a request's events before answering 503.
+    #[arg(long, env = "PUBLISH_TIMEOUT_MS", default_value_t = 5_000)]
+    pub publish_timeout_ms: u64,
+    /// Confirm-mode channels in the publishing pool.
+    #[arg(long, env = "AMQP_PUBLISH_CHANNELS", default_value_t = 4)]
+    pub amqp_publish_channels: usize,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub amqp: AmqpConfig,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub meta: MetaConfig,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub telemetry: TelemetryConfig,
+}
+
+impl IngestConfig {
+    /// Checks the values clap could not; the error names the variable.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        require_non_empty("INSTAGRAM_WEBHOOK_VERIFY_TOKEN", &self.instagram_webhook_verify_token)?;
+        self.ingest_addr
+            .parse::<std::net::SocketAddr>()
+            .map_err(|e| ConfigError::new("INGEST_ADDR", e.to_string()))?;
+        if self.ingest_max_in_flight == 0 {
+            return Err(ConfigError::new("INGEST_MAX_IN_FLIGHT", "must be at least 1"));
+        }
+        self.meta.validate()
+    }
+
+    /// The publish confirmation time limit.
+    pub fn publish_timeout(&self) -> Duration {
+        Duration::from_millis(self.publish_timeout_ms)
+    }
+}
+
+/// Everything `worker` reads at start.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "worker", about = "Omniops DM's queue consumer: Meta events in, AI replies out.", version)]
+pub struct WorkerConfig {
+    /// Address of the metrics/health server (`:0` picks a free port).
+    #[arg(long, env = "WORKER_ADDR", default_value = "0.0.0.0:9090", global = true)]
+    pub worker_addr: String,
+    /// Jobs one worker process handles at once (also the AMQP prefetch).
+    #[arg(long, env = "WORKER_CONCURRENCY", default_value_t = 32, global = true)]
+    pub worker_concurrency: u16,
+    /// How long to wait for more messages of a burst before answering; merges, never drops.
+    #[arg(long, env = "REPLY_DEBOUNCE_MS", default_value_t = 1_500, global = true)]
+    pub reply_debounce_ms: u64,
+    /// How long the AI stays quiet in a conversation after a human answered from the Instagram app.
+    #[arg(long, env = "HUMAN_PAUSE_MINUTES", default_value_t = 60, global = true)]
+    pub human_pause_minutes: u64,
+    /// Messages of history given to the AI with each request.
+    #[arg(long, env = "CONTEXT_MESSAGES", default_value_t = 20, global = true)]
+    pub context_messages: u32,
+    /// Failed attempts (AI or Send API errors) before a job is dead-lettered.
+    #[arg(long, env = "JOB_MAX_FAILURES", default_value_t = 6, global = true)]
+    pub job_max_failures: u32,
+    /// Time limit for one Send API call, in milliseconds.
+    #[arg(long, env = "SEND_TIMEOUT_MS", default_value_t = 10_000, global = true)]
+    pub send_timeout_ms: u64,
+    /// After SIGTERM, how long in-flight jobs may run before the process exits (the rest are redelivered).
+    #[arg(long, env = "WORKER_DRAIN_SECONDS", default_value_t = 25, global = true)]
+    pub worker_drain_seconds: u64,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub database: DatabaseConfig,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub amqp: AmqpConfig,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub meta: MetaConfig,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub ai: AiConfig,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub crypto: CryptoConfig,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub telemetry: TelemetryConfig,
+}
+
+impl WorkerConfig {
+    /// Checks the values clap could not; the error names the variable.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.worker_addr
+            .parse::<std::net::SocketAddr>()
+            .map_err(|e| ConfigError::new("WORKER_ADDR", e.to_string()))?;
+        if self.worker_concurrency == 0 {
+            return Err(ConfigError::new("WORKER_CONCURRENCY", "must be at least 1"));
+        }
+        if self.job_max_failures == 0 {
+            return Err(ConfigError::new("JOB_MAX_FAILURES", "must be at least 1"));
+        }
+        self.meta.validate()?;
+        self.ai.validate()?;
+        self.crypto.keyring()?;
+        Ok(())
+    }
+
+    /// The burst-merging window.
+    pub fn debounce(&self) -> Duration {
+        Duration::from_millis(self.reply_debounce_ms)
+    }
+
+    /// How long a conversation lease lasts: long enough for one AI call and a send, short enough that a
+    /// crashed holder blocks its conversation only briefly.
+    pub fn lease(&self) -> Duration {
+        self.ai.timeout() + Duration::from_millis(self.send_timeout_ms) + self.debounce() + Duration::from_secs(10)
+    }
+}

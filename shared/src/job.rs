@@ -1,0 +1,107 @@
+//! The one message type that travels from ingest to the worker.
+//!
+//! Versioned and externally tagged (`{"v1": {...}}`) so a worker can refuse (and dead-letter) a shape it
+//! does not know instead of misreading it during a rolling upgrade. The Meta event is carried as the
+//! exact bytes Meta sent (`RawValue`): nothing is lost or reinterpreted at the edge, and the worker's
+//! parser, which is tolerant of Meta's many shapes, is the only interpretation.
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+use uuid::Uuid;
+
+/// A queued unit of work: one messaging event out of a Meta webhook batch.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Job<'a> {
+    /// The first (and so far only) version.
+    #[serde(rename = "v1", borrow)]
+    V1(JobV1<'a>),
+}
+
+/// Version 1 of [`Job`]. Borrowed fields keep ingest's hot path free of copies.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct JobV1<'a> {
+    /// Unique per published job; the AMQP `message_id` too, so logs on both sides line up.
+    pub job_id: Uuid,
+    /// The envelope's `object`: `instagram`, or `page` for Messenger.
+    #[serde(borrow)]
+    pub object: Cow<'a, str>,
+    /// `entry[].id`: the receiving account (Instagram professional account or Page). Routing key to the tenant.
+    #[serde(borrow)]
+    pub entry_id: Cow<'a, str>,
+    /// Which array of the entry the event came from: the worker treats standby events differently.
+    pub source: EventSource,
+    /// When ingest received the webhook (ms since the Unix epoch).
+    pub received_at_ms: i64,
+    /// True when the event was recovered by reconciliation rather than delivered by webhook.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub recovered: bool,
+    /// The event exactly as Meta sent it: an element of `messaging[]`/`standby[]`, or a `changes[]` item.
+    #[serde(borrow)]
+    pub event: &'a RawValue,
+}
+
+/// Where in a Meta entry an event was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventSource {
+    /// `entry[].messaging[]`: we own the thread.
+    Messaging,
+    /// `entry[].standby[]`: another app owns the thread (handover); we may record but not answer.
+    Standby,
+    /// `entry[].changes[]`: `{field, value}` items (dashboard tests, comments, …).
+    Changes,
+}
+
+impl EventSource {
+    /// Stable lower-case name, used in metrics labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventSource::Messaging => "messaging",
+            EventSource::Standby => "standby",
+            EventSource::Changes => "changes",
+        }
+    }
+}
+
+impl<'a> Job<'a> {
+    /// Parses a job from a delivery body, borrowing from it.
+    pub fn from_slice(bytes: &'a [u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+
+    /// Serialises the job for publishing.
+    pub fn to_vec(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a job always serialises: only strings, numbers and valid raw JSON")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_event_survives_a_round_trip_byte_for_byte() {
+        let raw = r#"{"emoji":"\u2764\ufe0f", "n" : 1}"#;
+        let event: &RawValue = serde_json::from_str(raw).unwrap();
+        let job = Job::V1(JobV1 {
+            job_id: Uuid::now_v7(),
+            object: "instagram".into(),
+            entry_id: "178".into(),
+            source: EventSource::Messaging,
+            received_at_ms: 1,
+            recovered: false,
+            event,
+        });
+        let bytes = job.to_vec();
+        let Job::V1(back) = Job::from_slice(&bytes).unwrap();
+        assert_eq!(back.event.get(), raw);
+        assert_eq!(back.entry_id, "178");
+        assert!(!back.recovered);
+    }
+
+    #[test]
+    fn an_unknown_version_is_an_error_not_a_misread() {
+        assert!(Job::from_slice(br#"{"v2":{"job_id":"x"}}"#).is_err());
+    }
+}

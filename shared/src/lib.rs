@@ -1,0 +1,15 @@
+//! Omniops DM's shared library: everything both `ingest` and `worker` must agree on.
+//!
+//! One module per concept: configuration, the queue topology, the job message, Meta's payload types,
+//! webhook signatures, token encryption, the database, AMQP connection management and telemetry.
+
+pub mod amqp;
+pub mod config;
+pub mod crypto;
+pub mod db;
+pub mod job;
+pub mod meta;
+pub mod ops;
+pub mod signature;
+pub mod telemetry;
+pub mod topology;
