@@ -307,6 +307,9 @@ pub struct WorkerConfig {
     /// Time limit for one Send API call, in milliseconds.
     #[arg(long, env = "SEND_TIMEOUT_MS", default_value_t = 10_000, global = true)]
     pub send_timeout_ms: u64,
+    /// How long an account pauses sending when Meta throttles it without saying for how long.
+    #[arg(long, env = "THROTTLE_DEFAULT_SECONDS", default_value_t = 60, global = true)]
+    pub throttle_default_seconds: u64,
     /// After SIGTERM, how long in-flight jobs may run before the process exits (the rest are redelivered).
     #[arg(long, env = "WORKER_DRAIN_SECONDS", default_value_t = 25, global = true)]
     pub worker_drain_seconds: u64,

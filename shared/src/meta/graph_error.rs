@@ -70,7 +70,7 @@ struct Envelope {
     error: GraphError,
 }
 
-/// Used when Meta throttles without saying for how long.
+/// A sensible wait when Meta throttles without saying for how long.
 pub const DEFAULT_THROTTLE_WAIT: Duration = Duration::from_secs(60);
 
 impl GraphError {
@@ -80,8 +80,9 @@ impl GraphError {
     }
 
     /// Decides what to do. `usage_header` is `X-Business-Use-Case-Usage`, if Meta sent one.
-    pub fn classify(&self, http_status: u16, usage_header: Option<&str>) -> ErrorClass {
-        let throttled = || ErrorClass::Throttled { wait: throttle_wait(usage_header) };
+    /// `default_wait` applies when Meta throttles without saying for how long.
+    pub fn classify(&self, http_status: u16, usage_header: Option<&str>, default_wait: Duration) -> ErrorClass {
+        let throttled = || ErrorClass::Throttled { wait: throttle_wait(usage_header, default_wait) };
         match (self.code, self.error_subcode) {
             (Some(1), Some(1_357_046)) => ErrorClass::SentButError,
             (Some(190 | 102), _) => ErrorClass::TokenDead,
@@ -100,18 +101,25 @@ impl GraphError {
 }
 
 /// Classifies a failed HTTP exchange whose body may or may not be Meta's error shape.
-pub fn classify_response(http_status: u16, body: &[u8], usage_header: Option<&str>) -> (ErrorClass, GraphError) {
+pub fn classify_response(
+    http_status: u16,
+    body: &[u8],
+    usage_header: Option<&str>,
+    default_wait: Duration,
+) -> (ErrorClass, GraphError) {
     match GraphError::parse(body) {
-        Some(error) => (error.classify(http_status, usage_header), error),
-        None if http_status == 429 => (ErrorClass::Throttled { wait: throttle_wait(usage_header) }, GraphError::default()),
+        Some(error) => (error.classify(http_status, usage_header, default_wait), error),
+        None if http_status == 429 => {
+            (ErrorClass::Throttled { wait: throttle_wait(usage_header, default_wait) }, GraphError::default())
+        }
         None if http_status >= 500 || http_status == 408 => (ErrorClass::Transient, GraphError::default()),
         None => (ErrorClass::Permanent, GraphError::default()),
     }
 }
 
-/// The longest `estimated_time_to_regain_access` (minutes) in `X-Business-Use-Case-Usage`, or the
-/// default when absent or zero.
-pub fn throttle_wait(usage_header: Option<&str>) -> Duration {
+/// The longest `estimated_time_to_regain_access` (minutes) in `X-Business-Use-Case-Usage`, or
+/// `default_wait` when absent or zero.
+pub fn throttle_wait(usage_header: Option<&str>, default_wait: Duration) -> Duration {
     let minutes = usage_header
         .and_then(|h| serde_json::from_str::<serde_json::Value>(h).ok())
         .and_then(|v| {
@@ -127,7 +135,7 @@ pub fn throttle_wait(usage_header: Option<&str>) -> Duration {
         })
         .unwrap_or(0);
     if minutes == 0 {
-        DEFAULT_THROTTLE_WAIT
+        default_wait
     } else {
         Duration::from_secs(minutes * 60)
     }
@@ -138,7 +146,7 @@ mod tests {
     use super::*;
 
     fn class(body: &str, status: u16) -> ErrorClass {
-        classify_response(status, body.as_bytes(), None).0
+        classify_response(status, body.as_bytes(), None, DEFAULT_THROTTLE_WAIT).0
     }
 
     #[test]
@@ -159,9 +167,9 @@ mod tests {
     #[test]
     fn throttling_waits_as_long_as_meta_advises() {
         let usage = r#"{"178":[{"type":"instagram","call_count":100,"estimated_time_to_regain_access":19}]}"#;
-        let (class, _) = classify_response(400, br#"{"error":{"code":613,"error_subcode":2534040}}"#, Some(usage));
+        let (class, _) = classify_response(400, br#"{"error":{"code":613,"error_subcode":2534040}}"#, Some(usage), DEFAULT_THROTTLE_WAIT);
         assert_eq!(class, ErrorClass::Throttled { wait: Duration::from_secs(19 * 60) });
-        assert_eq!(throttle_wait(Some("garbage")), DEFAULT_THROTTLE_WAIT);
-        assert_eq!(throttle_wait(None), DEFAULT_THROTTLE_WAIT);
+        assert_eq!(throttle_wait(Some("garbage"), DEFAULT_THROTTLE_WAIT), DEFAULT_THROTTLE_WAIT);
+        assert_eq!(throttle_wait(None, Duration::from_secs(2)), Duration::from_secs(2));
     }
 }

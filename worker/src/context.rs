@@ -1,0 +1,79 @@
+//! What every job needs: clients, pool, keys, settings and metrics, built once per process.
+
+use crate::ai::AiClient;
+use crate::graph::GraphClient;
+use crate::metrics::Metrics;
+use omnidm_shared::crypto::Keyring;
+use sqlx::PgPool;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Shared, read-only state of one worker process.
+#[derive(Clone)]
+pub struct Context {
+    /// The database.
+    pub pool: PgPool,
+    /// Decrypts access tokens.
+    pub keyring: Keyring,
+    /// The AI provider.
+    pub ai: AiClient,
+    /// Meta's Send API.
+    pub graph: GraphClient,
+    /// Metric handles.
+    pub metrics: Metrics,
+    /// This process's identity (consumer tag, logs).
+    pub worker_id: Uuid,
+    /// Burst-merging window.
+    pub debounce: Duration,
+    /// How long the AI stays quiet after a human answered.
+    pub human_pause: Duration,
+    /// Messages of history for the AI.
+    pub context_messages: u32,
+    /// Conversation lease length.
+    pub lease: Duration,
+}
+
+/// What became of a job. The consumer acts on it *after* it is committed: ack, delayed retry, or
+/// dead-letter.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Finished (answered, recorded or deliberately ignored).
+    Done,
+    /// Not now, through no fault: come back after `after` (throttle pause, busy conversation, awaiting an
+    /// echo). Does not use up the retry budget.
+    Wait {
+        /// How long to wait.
+        after: Duration,
+        /// Metric label.
+        reason: &'static str,
+    },
+    /// Something failed (AI down, Send API error, database): retry with backoff, within the budget.
+    Failed {
+        /// Metric label.
+        reason: &'static str,
+        /// For the log and the dead-letter header.
+        detail: String,
+    },
+    /// Can never succeed: park in the dead-letter queue at once.
+    Dead {
+        /// Metric label.
+        reason: &'static str,
+        /// For the log and the dead-letter header.
+        detail: String,
+    },
+}
+
+impl From<sqlx::Error> for Outcome {
+    fn from(error: sqlx::Error) -> Self {
+        Outcome::Failed { reason: "internal", detail: format!("database: {error}") }
+    }
+}
+
+/// How often a job has been tried, carried in AMQP headers across delayed retries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Attempt {
+    /// Failed attempts so far.
+    pub failures: u32,
+    /// Waits so far (bounded only where waiting could go on forever, e.g. for an echo).
+    pub waits: u32,
+}

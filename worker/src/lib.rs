@@ -1,0 +1,20 @@
+//! Worker: consumes Meta events from RabbitMQ and turns customers' messages into AI replies sent through
+//! Instagram, once, in order, surviving crashes, redeliveries, AI outages and Meta's throttling.
+//!
+//! Stages have their own modules: [`handle`] (classify, route, persist), [`reply`] (lease, debounce,
+//! AI, send), [`echo`] (our echoes vs a human's), [`consumer`] (ack, delayed retry, dead letters).
+
+pub mod ai;
+pub mod app;
+pub mod chunk;
+pub mod consumer;
+pub mod context;
+pub mod dead_letters;
+pub mod echo;
+pub mod graph;
+pub mod handle;
+pub mod metrics;
+pub mod reply;
+pub mod store;
+
+pub use app::Application;

@@ -1,0 +1,103 @@
+//! The worker's Prometheus metrics: a struct of handles built once and shared. Documented in
+//! `docs/metrics.md`. Labels are low-cardinality (kinds, outcomes, classes), never user or account ids.
+
+use omnidm_shared::ops::LATENCY_BUCKETS;
+use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
+
+/// Handles to the worker's metrics.
+#[derive(Clone)]
+pub struct Metrics {
+    /// The registry `/metrics` renders.
+    pub registry: Registry,
+    /// `worker_jobs_total{outcome}`.
+    pub jobs: IntCounterVec,
+    /// `worker_job_duration_seconds{outcome}`.
+    pub job_duration: HistogramVec,
+    /// `worker_ai_request_duration_seconds`.
+    pub ai_duration: Histogram,
+    /// `worker_ai_errors_total{kind}`.
+    pub ai_errors: IntCounterVec,
+    /// `worker_send_duration_seconds`.
+    pub send_duration: Histogram,
+    /// `worker_send_errors_total{class}`.
+    pub send_errors: IntCounterVec,
+    /// `worker_messages_sent_total`: chunks Meta accepted.
+    pub messages_sent: IntCounter,
+    /// `worker_replies_total`: AI answers produced.
+    pub replies: IntCounter,
+    /// `worker_retries_total{reason}`: jobs sent to a delayed-retry queue.
+    pub retries: IntCounterVec,
+    /// `worker_dead_lettered_total{reason}`.
+    pub dead_lettered: IntCounterVec,
+    /// `worker_ignored_events_total{kind}`: events deliberately not answered.
+    pub ignored: IntCounterVec,
+    /// `worker_unrouted_events_total{reason}`: events for no connected account.
+    pub unrouted: IntCounterVec,
+    /// `worker_duplicate_events_total`: events whose Meta id was already stored.
+    pub duplicates: IntCounter,
+    /// `worker_conversations_paused_total`: human takeovers.
+    pub paused: IntCounter,
+    /// `worker_reply_latency_seconds`: from the customer's message (Meta timestamp) to our reply sent.
+    pub reply_latency: Histogram,
+    /// `worker_reply_overhead_seconds`: a reply pass's own time, excluding AI and Send API calls.
+    pub reply_overhead: Histogram,
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, label: &str, values: &[&str]) -> IntCounterVec {
+    let metric = IntCounterVec::new(Opts::new(name, help), &[label]).expect("valid metric");
+    for value in values {
+        metric.with_label_values(&[value]);
+    }
+    registry.register(Box::new(metric.clone())).expect("unique metric");
+    metric
+}
+
+fn histogram(registry: &Registry, name: &str, help: &str) -> Histogram {
+    let metric = Histogram::with_opts(HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec())).expect("valid metric");
+    registry.register(Box::new(metric.clone())).expect("unique metric");
+    metric
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    let metric = IntCounter::new(name, help).expect("valid metric");
+    registry.register(Box::new(metric.clone())).expect("unique metric");
+    metric
+}
+
+impl Metrics {
+    /// Builds and registers every metric.
+    pub fn new() -> Self {
+        let r = Registry::new();
+        let job_duration = HistogramVec::new(
+            HistogramOpts::new("worker_job_duration_seconds", "Time to process one job, by outcome.").buckets(LATENCY_BUCKETS.to_vec()),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(job_duration.clone())).expect("unique metric");
+        Self {
+            jobs: counter_vec(&r, "worker_jobs_total", "Jobs processed, by outcome.", "outcome", &["done", "retried", "dead_lettered", "requeued"]),
+            job_duration,
+            ai_duration: histogram(&r, "worker_ai_request_duration_seconds", "AI chat-completion latency (including in-process retries)."),
+            ai_errors: counter_vec(&r, "worker_ai_errors_total", "AI calls that gave no answer, by kind.", "kind", &["transient", "permanent"]),
+            send_duration: histogram(&r, "worker_send_duration_seconds", "Send API call latency."),
+            send_errors: counter_vec(&r, "worker_send_errors_total", "Send API errors by class.", "class", &["transient", "throttled", "token_dead", "outside_window", "user_unreachable", "sent_but_error", "permanent"]),
+            messages_sent: counter(&r, "worker_messages_sent_total", "Message chunks Meta accepted."),
+            replies: counter(&r, "worker_replies_total", "AI answers produced (each sent as one or more chunks)."),
+            retries: counter_vec(&r, "worker_retries_total", "Jobs sent to a delayed-retry queue, by reason.", "reason", &["ai", "send", "throttled", "conversation_busy", "echo_unmatched", "awaiting_echo", "internal"]),
+            dead_lettered: counter_vec(&r, "worker_dead_lettered_total", "Jobs parked in the dead-letter queue, by reason.", "reason", &["retry_budget", "unparseable"]),
+            ignored: counter_vec(&r, "worker_ignored_events_total", "Events deliberately not answered, by kind.", "kind", &[]),
+            unrouted: counter_vec(&r, "worker_unrouted_events_total", "Events for no connected account, by reason.", "reason", &["dashboard_test", "unknown_account"]),
+            duplicates: counter(&r, "worker_duplicate_events_total", "Events whose Meta message id was already stored (redeliveries)."),
+            paused: counter(&r, "worker_conversations_paused_total", "Conversations where a human answered and the AI paused."),
+            reply_latency: histogram(&r, "worker_reply_latency_seconds", "From the customer's message (Meta timestamp) to our reply accepted by Meta."),
+            reply_overhead: histogram(&r, "worker_reply_overhead_seconds", "A reply pass's own time, excluding AI and Send API calls."),
+            registry: r,
+        }
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,228 @@
+//! The reply pass for one conversation: under its lease, answer every pending inbound message (a burst
+//! merged into one AI call, in Meta-timestamp order), then send the answer chunk by chunk.
+//!
+//! Nothing is held open across the AI call but the lease row, which expires on its own if this worker
+//! dies. The AI's answer is committed as `queued` chunks *before* sending, so a crash after that point
+//! resumes sending instead of asking the AI again, and each chunk is marked `sending` before Meta is
+//! called so its echo is recognised even if it overtakes the Send API's answer.
+
+use crate::ai::{AiError, ChatMessage};
+use crate::chunk;
+use crate::context::{Context, Outcome};
+use crate::store::{conversations, credentials, messages};
+use chrono::Utc;
+use omnidm_shared::meta::graph_error::ErrorClass;
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+/// How long a chunk may sit in `sending` with no echo before we conclude it never left and resend it.
+const UNKNOWN_SEND_GRACE: Duration = Duration::from_secs(30);
+
+/// Runs the reply pass and always gives the lease back.
+#[tracing::instrument(name = "reply", skip_all, fields(%conversation_id))]
+pub async fn run(ctx: &Context, conversation_id: Uuid) -> Outcome {
+    let mut clock = Overhead::start();
+    // The lease belongs to this pass, not to the process: concurrent jobs of one worker must exclude
+    // each other as much as jobs of different workers do.
+    let owner = Uuid::new_v4();
+    let outcome = match conversations::acquire_lease(&ctx.pool, conversation_id, owner, ctx.lease).await {
+        Ok(Some(_)) => {
+            let outcome = pass(ctx, conversation_id, owner, &mut clock).await.unwrap_or_else(Outcome::from);
+            if let Err(error) = conversations::release_lease(&ctx.pool, conversation_id, owner).await {
+                tracing::warn!(%error, "cannot release conversation lease; it will expire");
+            }
+            outcome
+        }
+        // Another worker is answering this conversation; it will see our message, or we come back.
+        Ok(None) => Outcome::Wait { after: Duration::from_secs(1), reason: "conversation_busy" },
+        Err(error) => error.into(),
+    };
+    ctx.metrics.reply_overhead.observe(clock.total().as_secs_f64());
+    outcome
+}
+
+async fn pass(ctx: &Context, conversation_id: Uuid, owner: Uuid, clock: &mut Overhead) -> Result<Outcome, sqlx::Error> {
+    loop {
+        let Some(lease) = conversations::acquire_lease(&ctx.pool, conversation_id, owner, ctx.lease).await? else {
+            return Ok(Outcome::Wait { after: Duration::from_secs(1), reason: "conversation_busy" });
+        };
+        let Some(credential) = credentials::get(&ctx.pool, lease.credential_id).await? else {
+            return Ok(Outcome::Done);
+        };
+        let unsent = messages::unsent(&ctx.pool, conversation_id).await?;
+        if !unsent.is_empty() {
+            match send_all(ctx, &credential, &lease.external_user_id, &unsent, clock).await? {
+                Outcome::Done => continue,
+                other => return Ok(other),
+            }
+        }
+        let pending = messages::pending(&ctx.pool, conversation_id).await?;
+        let Some(newest) = pending.iter().map(|p| p.created_at).max() else {
+            return Ok(Outcome::Done);
+        };
+        if lease.ai_paused_until.is_some_and(|until| until > Utc::now()) {
+            let ids: Vec<Uuid> = pending.iter().map(|p| p.id).collect();
+            messages::ignore_pending(&ctx.pool, &ids, "human_takeover").await?;
+            ctx.metrics.ignored.with_label_values(&["human_takeover"]).inc_by(ids.len() as u64);
+            return Ok(Outcome::Done);
+        }
+        if !credential.can_send() {
+            // Parked: stored and pending; answered once the account is reconnected.
+            ctx.metrics.ignored.with_label_values(&["account_needs_reauth"]).inc();
+            return Ok(Outcome::Done);
+        }
+        let quiet_until = newest + ctx.debounce;
+        let now = Utc::now();
+        if quiet_until > now {
+            // A burst may still be arriving: wait for it to settle, then look again.
+            let wait = (quiet_until - now).to_std().unwrap_or_default();
+            clock.pause(tokio::time::sleep(wait)).await;
+            continue;
+        }
+        let prompt = prompt(ctx, &credential.system_prompt, conversation_id).await?;
+        let started = Instant::now();
+        let answer = clock.pause(ctx.ai.complete(&prompt)).await;
+        ctx.metrics.ai_duration.observe(started.elapsed().as_secs_f64());
+        let answer = match answer {
+            Ok(answer) => answer,
+            Err(error) => {
+                let kind = if matches!(error, AiError::Transient(_)) { "transient" } else { "permanent" };
+                ctx.metrics.ai_errors.with_label_values(&[kind]).inc();
+                return Ok(Outcome::Failed { reason: "ai", detail: error.to_string() });
+            }
+        };
+        if conversations::acquire_lease(&ctx.pool, conversation_id, owner, ctx.lease).await?.is_none() {
+            // Our lease expired during a very slow AI call and another worker took over: let it answer.
+            return Ok(Outcome::Wait { after: Duration::from_secs(1), reason: "conversation_busy" });
+        }
+        let chunks = chunk::split(&answer, chunk::MAX_CHUNK_BYTES);
+        let answered: Vec<Uuid> = pending.iter().map(|p| p.id).collect();
+        messages::create_reply(&ctx.pool, conversation_id, &credential.channel, &answered, &chunks).await?;
+        ctx.metrics.replies.inc();
+        let oldest = pending.iter().map(|p| p.meta_timestamp).min();
+        let unsent = messages::unsent(&ctx.pool, conversation_id).await?;
+        match send_all(ctx, &credential, &lease.external_user_id, &unsent, clock).await? {
+            Outcome::Done => {
+                if let Some(oldest) = oldest {
+                    let latency = (Utc::now() - oldest).to_std().unwrap_or_default();
+                    ctx.metrics.reply_latency.observe(latency.as_secs_f64());
+                }
+            }
+            other => return Ok(other),
+        }
+    }
+}
+
+/// The system prompt plus recent history, as chat messages.
+async fn prompt(ctx: &Context, system_prompt: &str, conversation_id: Uuid) -> Result<Vec<ChatMessage>, sqlx::Error> {
+    let history = messages::history(&ctx.pool, conversation_id, ctx.context_messages).await?;
+    let mut prompt = Vec::with_capacity(history.len() + 1);
+    if !system_prompt.trim().is_empty() {
+        prompt.push(ChatMessage { role: "system".into(), content: system_prompt.to_owned() });
+    }
+    prompt.extend(history.into_iter().map(|line| ChatMessage {
+        role: if line.author == "customer" { "user" } else { "assistant" }.into(),
+        content: line.text,
+    }));
+    Ok(prompt)
+}
+
+/// Sends chunks in order; stops at the first that cannot go out now and says why.
+async fn send_all(
+    ctx: &Context,
+    credential: &credentials::Credential,
+    recipient: &str,
+    chunks: &[messages::Unsent],
+    clock: &mut Overhead,
+) -> Result<Outcome, sqlx::Error> {
+    for (index, chunk) in chunks.iter().enumerate() {
+        let rest: Vec<Uuid> = chunks[index..].iter().map(|c| c.id).collect();
+        let credential = credentials::get(&ctx.pool, credential.id).await?.unwrap_or_else(|| credential.clone());
+        if !credential.can_send() {
+            messages::set_status(&ctx.pool, &rest, "parked", Some("reauth_required")).await?;
+            return Ok(Outcome::Done);
+        }
+        if let Some(until) = credential.send_paused_until.filter(|until| *until > Utc::now()) {
+            let wait = (until - Utc::now()).to_std().unwrap_or_default();
+            return Ok(Outcome::Wait { after: wait, reason: "throttled" });
+        }
+        if chunk.status == "sending" {
+            let attempted = chunk.send_attempted_at.unwrap_or_else(Utc::now);
+            let age = (Utc::now() - attempted).to_std().unwrap_or_default();
+            if age < UNKNOWN_SEND_GRACE {
+                // Outcome unknown (a crash or "sent, but error"): give the echo time to tell us.
+                return Ok(Outcome::Wait { after: UNKNOWN_SEND_GRACE - age, reason: "awaiting_echo" });
+            }
+            tracing::warn!(chunk = %chunk.id, "no echo for a chunk whose send outcome was unknown; resending");
+        }
+        let token = match credential.access_token(&ctx.keyring) {
+            Ok(token) => token,
+            Err(error) => {
+                tracing::error!(%error, "cannot decrypt the account's token; parking replies");
+                messages::set_status(&ctx.pool, &rest, "parked", Some("token_undecryptable")).await?;
+                return Ok(Outcome::Done);
+            }
+        };
+        messages::mark_sending(&ctx.pool, chunk.id).await?;
+        let started = Instant::now();
+        let result = clock.pause(ctx.graph.send_text(&token, recipient, &chunk.text)).await;
+        ctx.metrics.send_duration.observe(started.elapsed().as_secs_f64());
+        let error = match result {
+            Ok(mid) => {
+                messages::mark_sent(&ctx.pool, chunk.id, &mid).await?;
+                ctx.metrics.messages_sent.inc();
+                continue;
+            }
+            Err(error) => error,
+        };
+        ctx.metrics.send_errors.with_label_values(&[error.class.label()]).inc();
+        tracing::warn!(%error, "send failed");
+        return Ok(match error.class {
+            ErrorClass::Transient => {
+                messages::set_status(&ctx.pool, &[chunk.id], "queued", None).await?;
+                Outcome::Failed { reason: "send", detail: error.detail }
+            }
+            ErrorClass::Throttled { wait } => {
+                messages::set_status(&ctx.pool, &[chunk.id], "queued", None).await?;
+                let until = Utc::now() + wait;
+                credentials::pause_sending(&ctx.pool, credential.id, until).await?;
+                tracing::warn!(%until, "Meta throttled the account; every worker pauses sending");
+                Outcome::Wait { after: wait, reason: "throttled" }
+            }
+            ErrorClass::TokenDead => {
+                credentials::mark_reauth_required(&ctx.pool, credential.id, &error.detail).await?;
+                messages::set_status(&ctx.pool, &rest, "parked", Some("reauth_required")).await?;
+                Outcome::Done
+            }
+            ErrorClass::SentButError => Outcome::Wait { after: Duration::from_secs(5), reason: "awaiting_echo" },
+            ErrorClass::OutsideWindow | ErrorClass::UserUnreachable | ErrorClass::Permanent => {
+                messages::set_status(&ctx.pool, &rest, "failed", Some(error.class.label())).await?;
+                Outcome::Done
+            }
+        });
+    }
+    Ok(Outcome::Done)
+}
+
+/// Measures a reply pass's own time by subtracting the time spent waiting on the AI, Meta and debounce.
+struct Overhead {
+    started: Instant,
+    excluded: Duration,
+}
+
+impl Overhead {
+    fn start() -> Self {
+        Self { started: Instant::now(), excluded: Duration::ZERO }
+    }
+
+    async fn pause<T>(&mut self, future: impl std::future::Future<Output = T>) -> T {
+        let started = Instant::now();
+        let value = future.await;
+        self.excluded += started.elapsed();
+        value
+    }
+
+    fn total(&self) -> Duration {
+        self.started.elapsed().saturating_sub(self.excluded)
+    }
+}
