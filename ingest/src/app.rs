@@ -40,7 +40,10 @@ pub struct AppState {
 pub fn router(state: AppState, broker: Broker) -> Router {
     let ready: ops::Readiness = Arc::new(move || broker.is_connected());
     Router::new()
-        .route("/api/webhooks/instagram", get(webhook::verify_subscription).post(webhook::receive))
+        .route(
+            "/api/webhooks/instagram",
+            get(webhook::verify_subscription).post(webhook::receive),
+        )
         .with_state(state.clone())
         .merge(ops::router(state.metrics.registry.clone(), ready))
 }
@@ -68,17 +71,28 @@ impl Application {
         let state = AppState {
             verifier: config.meta.webhook_verifier()?,
             verify_token: config.instagram_webhook_verify_token.clone(),
-            publisher: Publisher::new(broker.clone(), &topology, config.publish_timeout(), metrics.clone()),
+            publisher: Publisher::new(
+                broker.clone(),
+                &topology,
+                config.publish_timeout(),
+                metrics.clone(),
+            ),
             in_flight: Arc::new(Semaphore::new(config.ingest_max_in_flight as usize)),
             metrics,
         };
         let listener = TcpListener::bind(&config.ingest_addr).await?;
-        Ok(Self { listener, router: router(state, broker.clone()), broker })
+        Ok(Self {
+            listener,
+            router: router(state, broker.clone()),
+            broker,
+        })
     }
 
     /// The bound address (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("a bound listener has an address")
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     /// The broker connection, so tests can wait until it is up.

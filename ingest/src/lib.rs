@@ -9,4 +9,4 @@ pub mod metrics;
 pub mod publish;
 pub mod routes;
 
-pub use app::{Application, AppState};
+pub use app::{AppState, Application};

@@ -5,7 +5,14 @@ use omnidm_shared::ops::LATENCY_BUCKETS;
 use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
 
 /// Every outcome a webhook POST can have; pre-registered so dashboards see zeros, not gaps.
-pub const OUTCOMES: [&str; 6] = ["accepted", "bad_signature", "oversize", "malformed", "unavailable", "overloaded"];
+pub const OUTCOMES: [&str; 6] = [
+    "accepted",
+    "bad_signature",
+    "oversize",
+    "malformed",
+    "unavailable",
+    "overloaded",
+];
 
 /// Handles to ingest's metrics.
 #[derive(Clone)]
@@ -36,29 +43,43 @@ impl Metrics {
         )
         .expect("valid metric");
         let request_duration = HistogramVec::new(
-            HistogramOpts::new("ingest_webhook_request_duration_seconds", "Webhook POST handling time.")
-                .buckets(LATENCY_BUCKETS.to_vec()),
+            HistogramOpts::new(
+                "ingest_webhook_request_duration_seconds",
+                "Webhook POST handling time.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
             &["outcome"],
         )
         .expect("valid metric");
         let events_published = IntCounterVec::new(
-            Opts::new("ingest_events_published_total", "Events confirmed by the broker, by source array."),
+            Opts::new(
+                "ingest_events_published_total",
+                "Events confirmed by the broker, by source array.",
+            ),
             &["source"],
         )
         .expect("valid metric");
         let publish_confirm = prometheus::Histogram::with_opts(
-            HistogramOpts::new("ingest_publish_confirm_seconds", "Time until all events of a request are confirmed.")
-                .buckets(LATENCY_BUCKETS.to_vec()),
+            HistogramOpts::new(
+                "ingest_publish_confirm_seconds",
+                "Time until all events of a request are confirmed.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
         )
         .expect("valid metric");
         let publish_failures = IntCounterVec::new(
-            Opts::new("ingest_publish_failures_total", "Requests answered 503 because publishing failed, by reason."),
+            Opts::new(
+                "ingest_publish_failures_total",
+                "Requests answered 503 because publishing failed, by reason.",
+            ),
             &["reason"],
         )
         .expect("valid metric");
-        let rejected_bodies =
-            IntCounter::new("ingest_rejected_bodies_total", "Signed bodies that were not a Meta envelope, kept for inspection.")
-                .expect("valid metric");
+        let rejected_bodies = IntCounter::new(
+            "ingest_rejected_bodies_total",
+            "Signed bodies that were not a Meta envelope, kept for inspection.",
+        )
+        .expect("valid metric");
         for outcome in OUTCOMES {
             requests.with_label_values(&[outcome]);
         }
@@ -72,7 +93,15 @@ impl Metrics {
         ] {
             registry.register(collector).expect("metric names are unique");
         }
-        Self { registry, requests, request_duration, events_published, publish_confirm, publish_failures, rejected_bodies }
+        Self {
+            registry,
+            requests,
+            request_duration,
+            events_published,
+            publish_confirm,
+            publish_failures,
+            rejected_bodies,
+        }
     }
 }
 

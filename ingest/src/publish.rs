@@ -38,7 +38,12 @@ pub struct Publisher {
 impl Publisher {
     /// A publisher over a supervised broker connection.
     pub fn new(broker: Broker, topology: &Topology, confirm_timeout: Duration, metrics: Metrics) -> Self {
-        Self { broker, exchange: topology.work_exchange(), confirm_timeout, metrics }
+        Self {
+            broker,
+            exchange: topology.work_exchange(),
+            confirm_timeout,
+            metrics,
+        }
     }
 
     /// Splits and publishes `body`. Any error means nothing can be promised: answer 503 so Meta retries
@@ -46,10 +51,14 @@ impl Publisher {
     pub async fn publish(&self, body: VerifiedBody, received_at_ms: i64) -> Result<Published, PublishError> {
         let bytes = body.into_bytes();
         match envelope::split(&bytes) {
-            Ok(batch) => self.publish_batch(batch, received_at_ms).await.map(Published::Events),
+            Ok(batch) => self
+                .publish_batch(batch, received_at_ms)
+                .await
+                .map(Published::Events),
             Err(error) => {
                 tracing::warn!(%error, bytes = bytes.len(), "signed body is not a Meta envelope; keeping it in the rejected queue");
-                self.publish_rejected(bytes, &error.to_string(), received_at_ms).await?;
+                self.publish_rejected(bytes, &error.to_string(), received_at_ms)
+                    .await?;
                 Ok(Published::Rejected)
             }
         }
@@ -88,15 +97,26 @@ impl Publisher {
             }
         })?;
         for event in &batch.events {
-            self.metrics.events_published.with_label_values(&[event.source.as_str()]).inc();
+            self.metrics
+                .events_published
+                .with_label_values(&[event.source.as_str()])
+                .inc();
         }
         Ok(batch.events.len())
     }
 
-    async fn publish_rejected(&self, body: Bytes, reason: &str, received_at_ms: i64) -> Result<(), PublishError> {
+    async fn publish_rejected(
+        &self,
+        body: Bytes,
+        reason: &str,
+        received_at_ms: i64,
+    ) -> Result<(), PublishError> {
         let session = self.broker.session().ok_or(PublishError::Unavailable)?;
         let mut headers = FieldTable::default();
-        headers.insert("x-reject-reason".into(), AMQPValue::LongString(LongString::from(reason)));
+        headers.insert(
+            "x-reject-reason".into(),
+            AMQPValue::LongString(LongString::from(reason)),
+        );
         headers.insert("x-received-at-ms".into(), AMQPValue::LongLongInt(received_at_ms));
         let properties = BasicProperties::default()
             .with_message_id(Uuid::now_v7().to_string().into())

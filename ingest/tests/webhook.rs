@@ -17,14 +17,21 @@ async fn handshake_answers_the_challenge_only_for_the_right_token() {
 
     let ok = get("hub.mode=subscribe&hub.challenge=1158201444&hub.verify_token=meatyhamhock").await;
     assert_eq!(ok.status(), 200);
-    assert!(ok.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    assert!(ok.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
     assert_eq!(ok.text().await.unwrap(), "1158201444");
 
     let wrong = get("hub.mode=subscribe&hub.challenge=1158201444&hub.verify_token=guess").await;
     assert_eq!(wrong.status(), 403);
     assert_eq!(wrong.text().await.unwrap(), "");
 
-    for query in ["", "hub.mode=subscribe&hub.challenge=1", "hub.challenge=1&hub.verify_token=meatyhamhock"] {
+    for query in [
+        "",
+        "hub.mode=subscribe&hub.challenge=1",
+        "hub.challenge=1&hub.verify_token=meatyhamhock",
+    ] {
         assert_eq!(get(query).await.status(), 403, "{query}");
     }
     let script = get("hub.mode=subscribe&hub.challenge=%3Cscript%3E&hub.verify_token=meatyhamhock").await;
@@ -48,11 +55,18 @@ async fn a_real_signed_message_is_queued_with_its_exact_bytes() {
     assert_eq!(job.object, "instagram");
     assert_eq!(job.entry_id, "17841400538867190");
     assert_eq!(job.source, EventSource::Messaging);
-    assert_eq!(jobs[0].message_id.as_deref(), Some(job.job_id.to_string().as_str()));
+    assert_eq!(
+        jobs[0].message_id.as_deref(),
+        Some(job.job_id.to_string().as_str())
+    );
     let text = std::str::from_utf8(&body).unwrap();
     let start = text.find(r#""messaging":["#).unwrap() + r#""messaging":["#.len();
     let end = text.rfind("]}]}").unwrap();
-    assert_eq!(job.event.get(), &text[start..end], "the event's bytes exactly as Meta sent them");
+    assert_eq!(
+        job.event.get(),
+        &text[start..end],
+        "the event's bytes exactly as Meta sent them"
+    );
     ingest.stop().await;
 }
 
@@ -64,13 +78,17 @@ async fn metas_known_answer_vector_is_accepted_and_reserialised_json_is_not() {
     let header = "sha256=9d775973af37fd3b6f8e5b1333680cae1890080e9db42b5fcbf01845cbf8ecdd";
 
     assert_eq!(ingest.post(body, Some(header)).await.status(), 200);
-    let reserialised = serde_json::to_vec(&serde_json::from_slice::<serde_json::Value>(body).unwrap()).unwrap();
+    let reserialised =
+        serde_json::to_vec(&serde_json::from_slice::<serde_json::Value>(body).unwrap()).unwrap();
     assert_eq!(ingest.post(&reserialised, Some(header)).await.status(), 403);
 
     let jobs = drain(&ingest.topology().jobs_queue()).await;
     assert_eq!(jobs.len(), 1);
     let Job::V1(job) = Job::from_slice(&jobs[0].body).unwrap();
-    assert!(job.event.get().contains(r#""emoji":"\u2764\ufe0f""#), "escapes kept byte for byte");
+    assert!(
+        job.event.get().contains(r#""emoji":"\u2764\ufe0f""#),
+        "escapes kept byte for byte"
+    );
     ingest.stop().await;
 }
 
@@ -118,7 +136,13 @@ async fn bad_or_missing_signatures_are_refused_and_nothing_is_queued() {
     assert_eq!(ingest.post(&body, None).await.status(), 403);
     assert_eq!(ingest.post_signed(&body, "not_our_secret").await.status(), 403);
     assert_eq!(ingest.post(&body, Some("sha256=deadbeef")).await.status(), 403);
-    assert_eq!(ingest.post(&body, Some("sha1=07176f4a00970d9b011eb741c95882b7d4dcc97b")).await.status(), 403);
+    assert_eq!(
+        ingest
+            .post(&body, Some("sha1=07176f4a00970d9b011eb741c95882b7d4dcc97b"))
+            .await
+            .status(),
+        403
+    );
     let mut tampered = body.clone();
     tampered[60] ^= 1;
     let signature = omnidm_shared::signature::sign(SECRET.as_bytes(), &body);
@@ -126,7 +150,10 @@ async fn bad_or_missing_signatures_are_refused_and_nothing_is_queued() {
 
     assert!(drain(&ingest.topology().jobs_queue()).await.is_empty());
     assert!(drain(&ingest.topology().rejected_queue()).await.is_empty());
-    assert!(ingest.metrics().await.contains(r#"ingest_webhook_requests_total{outcome="bad_signature"} 5"#));
+    assert!(ingest
+        .metrics()
+        .await
+        .contains(r#"ingest_webhook_requests_total{outcome="bad_signature"} 5"#));
     ingest.stop().await;
 }
 
@@ -149,7 +176,10 @@ async fn an_oversize_body_is_413_and_nothing_is_queued() {
     assert_eq!(ingest.post_signed(&body, SECRET).await.status(), 413);
 
     assert!(drain(&ingest.topology().jobs_queue()).await.is_empty());
-    assert!(ingest.metrics().await.contains(r#"ingest_webhook_requests_total{outcome="oversize"} 1"#));
+    assert!(ingest
+        .metrics()
+        .await
+        .contains(r#"ingest_webhook_requests_total{outcome="oversize"} 1"#));
     ingest.stop().await;
 }
 
@@ -182,26 +212,49 @@ async fn broker_down_is_503_and_ingest_recovers_by_itself() {
     assert_eq!(ingest.post_signed(&body, SECRET).await.status(), 200);
 
     proxy.cut();
-    let readyz = || async { ingest.client.get(format!("{}/readyz", ingest.url)).send().await.unwrap().status() };
+    let readyz = || async {
+        ingest
+            .client
+            .get(format!("{}/readyz", ingest.url))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
     assert!(eventually(Duration::from_secs(10), || async { readyz().await == 503 }).await);
     let refused = ingest.post_signed(&body, SECRET).await;
     assert_eq!(refused.status(), 503);
     assert!(refused.headers().contains_key("retry-after"));
-    let health = ingest.client.get(format!("{}/healthz", ingest.url)).send().await.unwrap();
+    let health = ingest
+        .client
+        .get(format!("{}/healthz", ingest.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(health.status(), 200, "liveness does not depend on the broker");
 
     proxy.restore();
     assert!(eventually(Duration::from_secs(20), || async { readyz().await == 200 }).await);
     assert_eq!(ingest.post_signed(&body, SECRET).await.status(), 200);
 
-    assert_eq!(drain(&ingest.topology().jobs_queue()).await.len(), 2, "the 503'd request was not queued");
+    assert_eq!(
+        drain(&ingest.topology().jobs_queue()).await.len(),
+        2,
+        "the 503'd request was not queued"
+    );
     ingest.stop().await;
 }
 
 #[tokio::test]
 async fn a_broker_that_is_unreachable_from_the_start_is_503_not_a_crash() {
-    let ingest = TestIngest::spawn_with(config("amqp://guest:guest@127.0.0.1:9/%2f", &unique_prefix()), false).await;
-    let response = ingest.post_signed(&fixture("ig_text_message_real_raw.json"), SECRET).await;
+    let ingest = TestIngest::spawn_with(
+        config("amqp://guest:guest@127.0.0.1:9/%2f", &unique_prefix()),
+        false,
+    )
+    .await;
+    let response = ingest
+        .post_signed(&fixture("ig_text_message_real_raw.json"), SECRET)
+        .await;
     assert_eq!(response.status(), 503);
     assert_eq!(response.headers()["retry-after"], "5");
     let metrics = ingest.metrics().await;

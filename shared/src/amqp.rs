@@ -12,7 +12,9 @@ use crate::topology::Topology;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use futures_util::StreamExt;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, Event, PublisherConfirm};
+use lapin::{
+    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, Event, PublisherConfirm,
+};
 use secrecy::{ExposeSecret, SecretString};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -75,9 +77,14 @@ impl Session {
     ) -> Result<PublisherConfirm, PublishError> {
         let index = self.next.fetch_add(1, Ordering::Relaxed) % self.publishers.len();
         let channel = &self.publishers[index];
-        let options = BasicPublishOptions { mandatory: true, ..Default::default() };
+        let options = BasicPublishOptions {
+            mandatory: true,
+            ..Default::default()
+        };
         let properties = properties.with_delivery_mode(2);
-        Ok(channel.basic_publish(exchange.into(), routing_key.into(), options, payload, properties).await?)
+        Ok(channel
+            .basic_publish(exchange.into(), routing_key.into(), options, payload, properties)
+            .await?)
     }
 
     fn healthy(&self) -> bool {
@@ -153,7 +160,9 @@ impl Broker {
     /// Waits until connected, up to `limit`.
     pub async fn wait_connected(&self, limit: Duration) -> bool {
         let mut rx = self.inner.state.subscribe();
-        tokio::time::timeout(limit, rx.wait_for(|s| s.is_some())).await.is_ok_and(|r| r.is_ok())
+        tokio::time::timeout(limit, rx.wait_for(|s| s.is_some()))
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 
     /// Follows session changes (consumers re-subscribe on each new session).
@@ -234,7 +243,12 @@ async fn connect(inner: &Inner, generation: u64) -> Result<Session, lapin::Error
         channel.confirm_select(ConfirmSelectOptions::default()).await?;
         publishers.push(channel);
     }
-    Ok(Session { connection, publishers, next: AtomicUsize::new(0), generation })
+    Ok(Session {
+        connection,
+        publishers,
+        next: AtomicUsize::new(0),
+        generation,
+    })
 }
 
 /// Returns when the session is no longer usable: an error event, a failed health check (checked every

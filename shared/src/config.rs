@@ -25,7 +25,10 @@ pub struct ConfigError {
 
 impl ConfigError {
     fn new(variable: &'static str, reason: impl Into<String>) -> Self {
-        Self { variable, reason: reason.into() }
+        Self {
+            variable,
+            reason: reason.into(),
+        }
     }
 }
 
@@ -33,7 +36,12 @@ impl ConfigError {
 #[derive(Debug, Clone, Args)]
 pub struct DatabaseConfig {
     /// PostgreSQL URL; the database is created if missing and migrations run at start.
-    #[arg(long, env = "DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/omnidm", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/omnidm",
+        hide_env_values = true
+    )]
     pub database_url: SecretString,
     /// Largest number of pooled connections per process.
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
@@ -44,7 +52,12 @@ pub struct DatabaseConfig {
 #[derive(Debug, Clone, Args)]
 pub struct AmqpConfig {
     /// RabbitMQ URL (3.10 or newer; no plugins needed).
-    #[arg(long, env = "AMQP_URL", default_value = "amqp://guest:guest@127.0.0.1:5672/%2f", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
+        hide_env_values = true
+    )]
     pub amqp_url: SecretString,
     /// Prefix of every exchange and queue name, so several deployments (or tests) share one broker.
     #[arg(long, env = "QUEUE_PREFIX", default_value = "omnidm")]
@@ -84,7 +97,11 @@ pub struct MetaConfig {
     #[arg(long, env = "INSTAGRAM_APP_SECRET", hide_env_values = true)]
     pub instagram_app_secret: SecretString,
     /// Graph API base URL including its version.
-    #[arg(long, env = "META_GRAPH_URL", default_value = "https://graph.facebook.com/v25.0")]
+    #[arg(
+        long,
+        env = "META_GRAPH_URL",
+        default_value = "https://graph.facebook.com/v25.0"
+    )]
     pub meta_graph_url: String,
     /// `facebook` (Page-linked, as in the seed) or `instagram` (Instagram Login).
     #[arg(long, env = "META_LOGIN", value_enum, default_value_t = MetaLogin::Facebook)]
@@ -127,7 +144,13 @@ pub struct AiConfig {
     #[arg(long, env = "AI_BASE_URL", default_value = "https://api.openai.com/v1")]
     pub ai_base_url: String,
     /// Sent as `Authorization: Bearer` when set.
-    #[arg(long, env = "AI_API_KEY", default_value = "", hide_env_values = true, hide_default_value = true)]
+    #[arg(
+        long,
+        env = "AI_API_KEY",
+        default_value = "",
+        hide_env_values = true,
+        hide_default_value = true
+    )]
     pub ai_api_key: SecretString,
     /// Model name passed through to the API.
     #[arg(long, env = "AI_MODEL", default_value = "gpt-4o-mini")]
@@ -156,7 +179,13 @@ pub struct CryptoConfig {
     #[arg(long, env = "ENCRYPTION_KEY", hide_env_values = true)]
     pub encryption_key: SecretString,
     /// Comma-separated older keys, still accepted for decryption during a rotation.
-    #[arg(long, env = "ENCRYPTION_KEYS_PREVIOUS", default_value = "", hide_env_values = true, hide_default_value = true)]
+    #[arg(
+        long,
+        env = "ENCRYPTION_KEYS_PREVIOUS",
+        default_value = "",
+        hide_env_values = true,
+        hide_default_value = true
+    )]
     pub encryption_keys_previous: SecretString,
 }
 
@@ -182,12 +211,17 @@ impl CryptoConfig {
 pub fn validate_url(variable: &'static str, value: &str) -> Result<(), ConfigError> {
     match reqwest_like_scheme(value) {
         Some(rest) if !rest.is_empty() && !rest.starts_with('/') => Ok(()),
-        _ => Err(ConfigError::new(variable, "expected an absolute http:// or https:// URL")),
+        _ => Err(ConfigError::new(
+            variable,
+            "expected an absolute http:// or https:// URL",
+        )),
     }
 }
 
 fn reqwest_like_scheme(value: &str) -> Option<&str> {
-    value.strip_prefix("https://").or_else(|| value.strip_prefix("http://"))
+    value
+        .strip_prefix("https://")
+        .or_else(|| value.strip_prefix("http://"))
 }
 
 /// Checks that a required secret is not blank (clap accepts an empty environment variable).
@@ -209,7 +243,12 @@ mod tests {
             meta_graph_url: "http://127.0.0.1:1/graph".into(),
             meta_login: MetaLogin::Facebook,
         };
-        let secrets: Vec<String> = meta.app_secrets().unwrap().iter().map(|s| s.expose_secret().to_owned()).collect();
+        let secrets: Vec<String> = meta
+            .app_secrets()
+            .unwrap()
+            .iter()
+            .map(|s| s.expose_secret().to_owned())
+            .collect();
         assert_eq!(secrets, ["a", "b"]);
     }
 
@@ -220,7 +259,11 @@ mod tests {
             meta_graph_url: "http://x".into(),
             meta_login: MetaLogin::Facebook,
         };
-        assert!(meta.validate().unwrap_err().to_string().contains("INSTAGRAM_APP_SECRET"));
+        assert!(meta
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("INSTAGRAM_APP_SECRET"));
     }
 
     #[test]
@@ -235,7 +278,11 @@ mod tests {
 
 /// Everything `ingest` reads at start.
 #[derive(Debug, Clone, clap::Parser)]
-#[command(name = "ingest", about = "Omniops DM's public edge: Meta webhooks in, durable jobs out.", version)]
+#[command(
+    name = "ingest",
+    about = "Omniops DM's public edge: Meta webhooks in, durable jobs out.",
+    version
+)]
 pub struct IngestConfig {
     /// Address the HTTP server listens on (`:0` picks a free port).
     #[arg(long, env = "INGEST_ADDR", default_value = "0.0.0.0:8080")]
@@ -266,7 +313,10 @@ pub struct IngestConfig {
 impl IngestConfig {
     /// Checks the values clap could not; the error names the variable.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        require_non_empty("INSTAGRAM_WEBHOOK_VERIFY_TOKEN", &self.instagram_webhook_verify_token)?;
+        require_non_empty(
+            "INSTAGRAM_WEBHOOK_VERIFY_TOKEN",
+            &self.instagram_webhook_verify_token,
+        )?;
         self.ingest_addr
             .parse::<std::net::SocketAddr>()
             .map_err(|e| ConfigError::new("INGEST_ADDR", e.to_string()))?;
@@ -284,7 +334,11 @@ impl IngestConfig {
 
 /// Everything `worker` reads at start.
 #[derive(Debug, Clone, clap::Parser)]
-#[command(name = "worker", about = "Omniops DM's queue consumer: Meta events in, AI replies out.", version)]
+#[command(
+    name = "worker",
+    about = "Omniops DM's queue consumer: Meta events in, AI replies out.",
+    version
+)]
 pub struct WorkerConfig {
     /// Address of the metrics/health server (`:0` picks a free port).
     #[arg(long, env = "WORKER_ADDR", default_value = "0.0.0.0:9090", global = true)]
@@ -359,6 +413,9 @@ impl WorkerConfig {
     /// How long a conversation lease lasts: long enough for one AI call and a send, short enough that a
     /// crashed holder blocks its conversation only briefly.
     pub fn lease(&self) -> Duration {
-        self.ai.timeout() + Duration::from_millis(self.send_timeout_ms) + self.debounce() + Duration::from_secs(10)
+        self.ai.timeout()
+            + Duration::from_millis(self.send_timeout_ms)
+            + self.debounce()
+            + Duration::from_secs(10)
     }
 }

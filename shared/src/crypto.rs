@@ -41,7 +41,9 @@ pub struct Key {
 
 impl std::fmt::Debug for Key {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Key").field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("Key")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -51,7 +53,10 @@ impl Key {
         let bytes = STANDARD.decode(text.trim()).map_err(|_| CryptoError::BadKey)?;
         let bytes: [u8; 32] = bytes.try_into().map_err(|_| CryptoError::BadKey)?;
         let id = hex::encode(&Sha256::digest(bytes)[..4]);
-        Ok(Self { id, cipher: Aes256Gcm::new(&bytes.into()) })
+        Ok(Self {
+            id,
+            cipher: Aes256Gcm::new(&bytes.into()),
+        })
     }
 
     /// A short, non-secret identifier (first 4 bytes of the key's SHA-256).
@@ -84,7 +89,13 @@ impl Keyring {
         let ciphertext = self
             .current
             .cipher
-            .encrypt(&nonce, Payload { msg: plaintext.expose_secret().as_bytes(), aad: associated_data })
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: plaintext.expose_secret().as_bytes(),
+                    aad: associated_data,
+                },
+            )
             .expect("AES-GCM encryption of an in-memory buffer cannot fail");
         let mut blob = Vec::with_capacity(NONCE_LEN + ciphertext.len());
         blob.extend_from_slice(&nonce);
@@ -109,9 +120,17 @@ impl Keyring {
         let (nonce, ciphertext) = blob.split_at(NONCE_LEN);
         let plaintext = key
             .cipher
-            .decrypt(Nonce::from_slice(nonce), Payload { msg: ciphertext, aad: associated_data })
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad: associated_data,
+                },
+            )
             .map_err(|_| CryptoError::Authentication)?;
-        String::from_utf8(plaintext).map(SecretString::from).map_err(|_| CryptoError::Authentication)
+        String::from_utf8(plaintext)
+            .map(SecretString::from)
+            .map_err(|_| CryptoError::Authentication)
     }
 
     /// The key id a stored value was encrypted with, if it is in our format.
@@ -143,7 +162,10 @@ mod tests {
         let ring = Keyring::new(key(), vec![]);
         let stored = ring.encrypt(&secret("EAAG-token"), b"row-1");
         assert!(!stored.contains("EAAG"));
-        assert_eq!(ring.decrypt(&stored, b"row-1").unwrap().expose_secret(), "EAAG-token");
+        assert_eq!(
+            ring.decrypt(&stored, b"row-1").unwrap().expose_secret(),
+            "EAAG-token"
+        );
         assert_eq!(Keyring::key_id_of(&stored), Some(ring.current_key_id()));
     }
 
@@ -157,7 +179,10 @@ mod tests {
     fn a_ciphertext_moved_to_another_row_does_not_decrypt() {
         let ring = Keyring::new(key(), vec![]);
         let stored = ring.encrypt(&secret("t"), b"row-1");
-        assert_eq!(ring.decrypt(&stored, b"row-2").unwrap_err(), CryptoError::Authentication);
+        assert_eq!(
+            ring.decrypt(&stored, b"row-2").unwrap_err(),
+            CryptoError::Authentication
+        );
     }
 
     #[test]
@@ -168,7 +193,10 @@ mod tests {
         let rotated = Keyring::new(key(), vec![old]);
         assert_eq!(rotated.decrypt(&stored, b"r").unwrap().expose_secret(), "t");
         let forgotten = Keyring::new(key(), vec![]);
-        assert!(matches!(forgotten.decrypt(&stored, b"r"), Err(CryptoError::UnknownKey(_))));
+        assert!(matches!(
+            forgotten.decrypt(&stored, b"r"),
+            Err(CryptoError::UnknownKey(_))
+        ));
     }
 
     #[test]
@@ -178,7 +206,9 @@ mod tests {
         let mut tampered = stored.clone().into_bytes();
         let last = tampered.len() - 3;
         tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
-        assert!(ring.decrypt(std::str::from_utf8(&tampered).unwrap(), b"r").is_err());
+        assert!(ring
+            .decrypt(std::str::from_utf8(&tampered).unwrap(), b"r")
+            .is_err());
         for garbage in ["", "v1", "v1.x", "v2.a.b", "plain-token"] {
             assert!(ring.decrypt(garbage, b"r").is_err());
         }

@@ -37,7 +37,9 @@ pub struct WebhookVerifier {
 
 impl std::fmt::Debug for WebhookVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WebhookVerifier").field("secrets", &self.secrets.len()).finish()
+        f.debug_struct("WebhookVerifier")
+            .field("secrets", &self.secrets.len())
+            .finish()
     }
 }
 
@@ -72,9 +74,7 @@ impl WebhookVerifier {
     /// taken does not reveal which one matched.
     pub fn verify(&self, header: Option<&[u8]>, body: Bytes) -> Result<VerifiedBody, SignatureError> {
         let header = header.ok_or(SignatureError::Missing)?;
-        let hex_part = header
-            .strip_prefix(b"sha256=")
-            .ok_or(SignatureError::Mismatch)?;
+        let hex_part = header.strip_prefix(b"sha256=").ok_or(SignatureError::Mismatch)?;
         let mut expected = [0u8; 32];
         hex::decode_to_slice(hex_part, &mut expected).map_err(|_| SignatureError::Mismatch)?;
         let mut matched = false;
@@ -107,7 +107,12 @@ mod tests {
     const REACTION: &[u8] = include_bytes!("../../fixtures/meta/ig_reaction_dashboard_test_raw.json");
 
     fn verifier(secrets: &[&str]) -> WebhookVerifier {
-        WebhookVerifier::new(secrets.iter().map(|s| SecretString::from(s.to_string())).collect())
+        WebhookVerifier::new(
+            secrets
+                .iter()
+                .map(|s| SecretString::from(s.to_string()))
+                .collect(),
+        )
     }
 
     #[test]
@@ -119,7 +124,10 @@ mod tests {
         assert!(verifier(&["test_app_secret_123"])
             .verify(Some(header), Bytes::copy_from_slice(body))
             .is_ok());
-        assert_eq!(sign(b"test_app_secret_123", body), std::str::from_utf8(header).unwrap());
+        assert_eq!(
+            sign(b"test_app_secret_123", body),
+            std::str::from_utf8(header).unwrap()
+        );
     }
 
     #[test]
@@ -130,7 +138,9 @@ mod tests {
         assert_ne!(reserialised, body);
         let header = sign(b"test_app_secret_123", body);
         assert_eq!(
-            verifier(&["test_app_secret_123"]).verify(Some(header.as_bytes()), reserialised.into()).unwrap_err(),
+            verifier(&["test_app_secret_123"])
+                .verify(Some(header.as_bytes()), reserialised.into())
+                .unwrap_err(),
             SignatureError::Mismatch
         );
     }
@@ -138,7 +148,9 @@ mod tests {
     #[test]
     fn any_configured_secret_verifies_for_rotation() {
         let header = sign(b"new", b"{}");
-        assert!(verifier(&["old", "new"]).verify(Some(header.as_bytes()), Bytes::from_static(b"{}")).is_ok());
+        assert!(verifier(&["old", "new"])
+            .verify(Some(header.as_bytes()), Bytes::from_static(b"{}"))
+            .is_ok());
     }
 
     #[test]
@@ -146,7 +158,13 @@ mod tests {
         let v = verifier(&["s"]);
         let body = || Bytes::from_static(b"{}");
         assert_eq!(v.verify(None, body()).unwrap_err(), SignatureError::Missing);
-        for bad in [&b"sha256=zz"[..], b"sha1=abc", b"", b"sha256=", sign(b"other", b"{}").as_bytes()] {
+        for bad in [
+            &b"sha256=zz"[..],
+            b"sha1=abc",
+            b"",
+            b"sha256=",
+            sign(b"other", b"{}").as_bytes(),
+        ] {
             assert_eq!(v.verify(Some(bad), body()).unwrap_err(), SignatureError::Mismatch);
         }
         let upper = sign(b"s", b"{}").to_uppercase().replace("SHA256=", "sha256=");

@@ -47,7 +47,9 @@ pub struct Topology {
 impl Topology {
     /// A topology whose names all start with `prefix`.
     pub fn new(prefix: impl Into<String>) -> Self {
-        Self { prefix: prefix.into() }
+        Self {
+            prefix: prefix.into(),
+        }
     }
 
     /// The exchange ingest publishes jobs and rejected bodies to.
@@ -92,34 +94,78 @@ impl Topology {
 
     /// The shortest tier at least `wait` long (or the longest tier).
     pub fn tier_for(wait: Duration) -> Duration {
-        RETRY_TIERS.into_iter().find(|tier| *tier >= wait).unwrap_or(RETRY_TIERS[RETRY_TIERS.len() - 1])
+        RETRY_TIERS
+            .into_iter()
+            .find(|tier| *tier >= wait)
+            .unwrap_or(RETRY_TIERS[RETRY_TIERS.len() - 1])
     }
 
     /// Declares everything. Idempotent: redeclaring with the same arguments is a no-op, so every process
     /// calls it at every (re)connect and a fresh broker is usable without an operator step.
     pub async fn declare(&self, channel: &Channel) -> lapin::Result<()> {
-        let durable = ExchangeDeclareOptions { durable: true, ..Default::default() };
+        let durable = ExchangeDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
         for exchange in [self.work_exchange(), self.dead_exchange(), self.retry_exchange()] {
-            channel.exchange_declare(exchange.into(), ExchangeKind::Direct, durable, FieldTable::default()).await?;
+            channel
+                .exchange_declare(
+                    exchange.into(),
+                    ExchangeKind::Direct,
+                    durable,
+                    FieldTable::default(),
+                )
+                .await?;
         }
 
         let mut jobs = quorum_args();
         jobs.insert("x-delivery-limit".into(), AMQPValue::LongLongInt(DELIVERY_LIMIT));
         dead_letter_to(&mut jobs, &self.dead_exchange(), DEAD_ROUTING_KEY);
-        self.queue(channel, &self.jobs_queue(), jobs, &self.work_exchange(), JOB_ROUTING_KEY).await?;
+        self.queue(
+            channel,
+            &self.jobs_queue(),
+            jobs,
+            &self.work_exchange(),
+            JOB_ROUTING_KEY,
+        )
+        .await?;
 
         let rejected = quorum_args();
-        self.queue(channel, &self.rejected_queue(), rejected, &self.work_exchange(), REJECTED_ROUTING_KEY).await?;
+        self.queue(
+            channel,
+            &self.rejected_queue(),
+            rejected,
+            &self.work_exchange(),
+            REJECTED_ROUTING_KEY,
+        )
+        .await?;
 
         let dead = quorum_args();
-        self.queue(channel, &self.dead_queue(), dead, &self.dead_exchange(), DEAD_ROUTING_KEY).await?;
+        self.queue(
+            channel,
+            &self.dead_queue(),
+            dead,
+            &self.dead_exchange(),
+            DEAD_ROUTING_KEY,
+        )
+        .await?;
 
         for tier in RETRY_TIERS {
             let mut args = quorum_args();
-            args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(tier.as_millis() as i64));
+            args.insert(
+                "x-message-ttl".into(),
+                AMQPValue::LongLongInt(tier.as_millis() as i64),
+            );
             dead_letter_to(&mut args, &self.work_exchange(), JOB_ROUTING_KEY);
             let key = Self::retry_routing_key(tier);
-            self.queue(channel, &self.retry_queue(tier), args, &self.retry_exchange(), &key).await?;
+            self.queue(
+                channel,
+                &self.retry_queue(tier),
+                args,
+                &self.retry_exchange(),
+                &key,
+            )
+            .await?;
         }
         Ok(())
     }
@@ -132,7 +178,10 @@ impl Topology {
         exchange: &str,
         routing_key: &str,
     ) -> lapin::Result<()> {
-        let options = QueueDeclareOptions { durable: true, ..Default::default() };
+        let options = QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
         channel.queue_declare(name.into(), options, args).await?;
         channel
             .queue_bind(
@@ -182,7 +231,13 @@ mod tests {
     #[test]
     fn every_name_starts_with_the_prefix() {
         let t = Topology::new("t1");
-        let mut names = vec![t.work_exchange(), t.jobs_queue(), t.rejected_queue(), t.dead_queue(), t.retry_exchange()];
+        let mut names = vec![
+            t.work_exchange(),
+            t.jobs_queue(),
+            t.rejected_queue(),
+            t.dead_queue(),
+            t.retry_exchange(),
+        ];
         names.extend(RETRY_TIERS.iter().map(|d| t.retry_queue(*d)));
         assert!(names.iter().all(|n| n.starts_with("t1.")));
     }
@@ -191,6 +246,9 @@ mod tests {
     fn a_wait_picks_the_shortest_tier_that_covers_it() {
         assert_eq!(Topology::tier_for(Duration::ZERO), Duration::from_secs(1));
         assert_eq!(Topology::tier_for(Duration::from_secs(3)), Duration::from_secs(5));
-        assert_eq!(Topology::tier_for(Duration::from_secs(3600)), Duration::from_secs(600));
+        assert_eq!(
+            Topology::tier_for(Duration::from_secs(3600)),
+            Duration::from_secs(600)
+        );
     }
 }

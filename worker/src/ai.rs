@@ -87,11 +87,17 @@ impl AiClient {
     }
 
     async fn once(&self, messages: &[ChatMessage]) -> Result<String, AiError> {
-        let mut request = self.http.post(&self.url).json(&Request { model: &self.model, messages });
+        let mut request = self.http.post(&self.url).json(&Request {
+            model: &self.model,
+            messages,
+        });
         if !self.api_key.expose_secret().is_empty() {
             request = request.bearer_auth(self.api_key.expose_secret());
         }
-        let response = request.send().await.map_err(|e| AiError::Transient(describe(&e)))?;
+        let response = request
+            .send()
+            .await
+            .map_err(|e| AiError::Transient(describe(&e)))?;
         let status = response.status();
         if status.is_server_error() || status.as_u16() == 429 || status.as_u16() == 408 {
             return Err(AiError::Transient(format!("HTTP {status}")));
@@ -99,7 +105,10 @@ impl AiClient {
         if !status.is_success() {
             return Err(AiError::Permanent(format!("HTTP {status}")));
         }
-        let body: Response = response.json().await.map_err(|e| AiError::Transient(describe(&e)))?;
+        let body: Response = response
+            .json()
+            .await
+            .map_err(|e| AiError::Transient(describe(&e)))?;
         body.choices
             .into_iter()
             .next()

@@ -61,12 +61,18 @@ impl Application {
             drain: Duration::from_secs(config.worker_drain_seconds),
         };
         let listener = TcpListener::bind(&config.worker_addr).await?;
-        Ok(Self { listener, consumer, db_ok: Arc::new(AtomicBool::new(true)) })
+        Ok(Self {
+            listener,
+            consumer,
+            db_ok: Arc::new(AtomicBool::new(true)),
+        })
     }
 
     /// The metrics/health server's address.
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("a bound listener has an address")
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     /// The broker connection.

@@ -8,7 +8,9 @@
 use crate::context::{Attempt, Context, Outcome};
 use futures_util::StreamExt;
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
+};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::BasicProperties;
 use omnidm_shared::amqp::{confirmed, Broker, PublishError};
@@ -88,16 +90,22 @@ impl Consumer {
                 }
             }
         }
-        let drained = tokio::time::timeout(self.drain, async { while tasks.join_next().await.is_some() {} }).await;
+        let drained =
+            tokio::time::timeout(self.drain, async { while tasks.join_next().await.is_some() {} }).await;
         if drained.is_err() {
-            tracing::warn!(left = tasks.len(), "drain limit reached; unfinished jobs will be redelivered");
+            tracing::warn!(
+                left = tasks.len(),
+                "drain limit reached; unfinished jobs will be redelivered"
+            );
             tasks.abort_all();
         }
     }
 
     async fn open(&self, connection: &lapin::Connection) -> lapin::Result<(lapin::Channel, lapin::Consumer)> {
         let channel = connection.create_channel().await?;
-        channel.basic_qos(self.concurrency, BasicQosOptions::default()).await?;
+        channel
+            .basic_qos(self.concurrency, BasicQosOptions::default())
+            .await?;
         let consumer = channel
             .basic_consume(
                 self.topology.jobs_queue().into(),
@@ -118,34 +126,61 @@ impl Consumer {
         let outcome = match Job::from_slice(&delivery.data) {
             Ok(Job::V1(job)) => {
                 let span = tracing::info_span!("job", job_id = %job.job_id, entry_id = %job.entry_id, kind = tracing::field::Empty);
-                crate::handle::process(&self.ctx, &job, attempt).instrument(span).await
+                crate::handle::process(&self.ctx, &job, attempt)
+                    .instrument(span)
+                    .await
             }
-            Err(error) => Outcome::Dead { reason: "unparseable", detail: format!("not a job: {error}") },
+            Err(error) => Outcome::Dead {
+                reason: "unparseable",
+                detail: format!("not a job: {error}"),
+            },
         };
         let label = match self.settle(&delivery, outcome, attempt).await {
             Ok(label) => label,
             Err(error) => {
                 tracing::warn!(%error, "cannot settle a job; returning it to the queue");
-                let _ = delivery.acker.nack(BasicNackOptions { requeue: true, ..Default::default() }).await;
+                let _ = delivery
+                    .acker
+                    .nack(BasicNackOptions {
+                        requeue: true,
+                        ..Default::default()
+                    })
+                    .await;
                 "requeued"
             }
         };
         self.ctx.metrics.jobs.with_label_values(&[label]).inc();
-        self.ctx.metrics.job_duration.with_label_values(&[label]).observe(started.elapsed().as_secs_f64());
+        self.ctx
+            .metrics
+            .job_duration
+            .with_label_values(&[label])
+            .observe(started.elapsed().as_secs_f64());
     }
 
-    async fn settle(&self, delivery: &Delivery, outcome: Outcome, attempt: Attempt) -> Result<&'static str, SettleError> {
+    async fn settle(
+        &self,
+        delivery: &Delivery,
+        outcome: Outcome,
+        attempt: Attempt,
+    ) -> Result<&'static str, SettleError> {
         let metrics = &self.ctx.metrics;
         let label = match outcome {
             Outcome::Done => "done",
             Outcome::Wait { after, reason } => {
-                let next = Attempt { waits: attempt.waits + 1, ..attempt };
-                self.republish_delayed(delivery, Topology::tier_for(after), next, reason).await?;
+                let next = Attempt {
+                    waits: attempt.waits + 1,
+                    ..attempt
+                };
+                self.republish_delayed(delivery, Topology::tier_for(after), next, reason)
+                    .await?;
                 metrics.retries.with_label_values(&[reason]).inc();
                 "retried"
             }
             Outcome::Failed { reason, detail } => {
-                let next = Attempt { failures: attempt.failures + 1, ..attempt };
+                let next = Attempt {
+                    failures: attempt.failures + 1,
+                    ..attempt
+                };
                 if next.failures >= self.max_failures {
                     tracing::error!(reason, %detail, failures = next.failures, "retry budget spent; dead-lettering");
                     self.dead_letter(delivery, "retry_budget", &detail).await?;
@@ -170,25 +205,58 @@ impl Consumer {
         Ok(label)
     }
 
-    async fn republish_delayed(&self, delivery: &Delivery, tier: Duration, attempt: Attempt, reason: &str) -> Result<(), SettleError> {
+    async fn republish_delayed(
+        &self,
+        delivery: &Delivery,
+        tier: Duration,
+        attempt: Attempt,
+        reason: &str,
+    ) -> Result<(), SettleError> {
         let mut headers = delivery.properties.headers().clone().unwrap_or_default();
-        headers.insert("x-failures".into(), AMQPValue::LongLongInt(attempt.failures.into()));
+        headers.insert(
+            "x-failures".into(),
+            AMQPValue::LongLongInt(attempt.failures.into()),
+        );
         headers.insert("x-waits".into(), AMQPValue::LongLongInt(attempt.waits.into()));
-        headers.insert("x-last-reason".into(), AMQPValue::LongString(LongString::from(reason)));
+        headers.insert(
+            "x-last-reason".into(),
+            AMQPValue::LongString(LongString::from(reason)),
+        );
         let key = Topology::retry_routing_key(tier);
-        self.publish(&self.topology.retry_exchange(), &key, delivery, headers).await
+        self.publish(&self.topology.retry_exchange(), &key, delivery, headers)
+            .await
     }
 
     async fn dead_letter(&self, delivery: &Delivery, reason: &str, detail: &str) -> Result<(), SettleError> {
         let mut headers = delivery.properties.headers().clone().unwrap_or_default();
-        headers.insert("x-dead-reason".into(), AMQPValue::LongString(LongString::from(reason)));
-        headers.insert("x-dead-detail".into(), AMQPValue::LongString(LongString::from(detail)));
-        self.publish(&self.topology.dead_exchange(), DEAD_ROUTING_KEY, delivery, headers).await
+        headers.insert(
+            "x-dead-reason".into(),
+            AMQPValue::LongString(LongString::from(reason)),
+        );
+        headers.insert(
+            "x-dead-detail".into(),
+            AMQPValue::LongString(LongString::from(detail)),
+        );
+        self.publish(
+            &self.topology.dead_exchange(),
+            DEAD_ROUTING_KEY,
+            delivery,
+            headers,
+        )
+        .await
     }
 
-    async fn publish(&self, exchange: &str, key: &str, delivery: &Delivery, headers: FieldTable) -> Result<(), SettleError> {
+    async fn publish(
+        &self,
+        exchange: &str,
+        key: &str,
+        delivery: &Delivery,
+        headers: FieldTable,
+    ) -> Result<(), SettleError> {
         let session = self.broker.session().ok_or(PublishError::Unavailable)?;
-        let mut properties = BasicProperties::default().with_headers(headers).with_content_type("application/json".into());
+        let mut properties = BasicProperties::default()
+            .with_headers(headers)
+            .with_content_type("application/json".into());
         if let Some(id) = delivery.properties.message_id() {
             properties = properties.with_message_id(id.clone());
         }
@@ -213,7 +281,9 @@ fn header_u32(headers: Option<&FieldTable>, name: &str) -> u32 {
     match headers.and_then(|h| h.inner().get(&key)) {
         Some(AMQPValue::LongLongInt(n)) => u32::try_from(*n).unwrap_or(0),
         Some(AMQPValue::LongInt(n)) => u32::try_from(*n).unwrap_or(0),
-        Some(_) | None => header_str(headers, name).and_then(|s| s.parse().ok()).unwrap_or(0),
+        Some(_) | None => header_str(headers, name)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0),
     }
 }
 
@@ -224,5 +294,9 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
 async fn next_session(
     sessions: &mut watch::Receiver<Option<std::sync::Arc<omnidm_shared::amqp::Session>>>,
 ) -> Option<std::sync::Arc<omnidm_shared::amqp::Session>> {
-    sessions.wait_for(|s| s.is_some()).await.ok().and_then(|s| s.clone())
+    sessions
+        .wait_for(|s| s.is_some())
+        .await
+        .ok()
+        .and_then(|s| s.clone())
 }

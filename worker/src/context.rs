@@ -65,7 +65,10 @@ pub enum Outcome {
 
 impl From<sqlx::Error> for Outcome {
     fn from(error: sqlx::Error) -> Self {
-        Outcome::Failed { reason: "internal", detail: format!("database: {error}") }
+        Outcome::Failed {
+            reason: "internal",
+            detail: format!("database: {error}"),
+        }
     }
 }
 

@@ -18,7 +18,10 @@ pub async fn replay(broker: &Broker, topology: &Topology, limit: usize) -> Resul
     let channel = session.connection.create_channel().await?;
     let mut replayed = 0;
     while replayed < limit {
-        let Some(message) = channel.basic_get(topology.dead_queue().into(), BasicGetOptions::default()).await? else {
+        let Some(message) = channel
+            .basic_get(topology.dead_queue().into(), BasicGetOptions::default())
+            .await?
+        else {
             break;
         };
         let delivery = message.delivery;
@@ -31,17 +34,32 @@ pub async fn replay(broker: &Broker, topology: &Topology, limit: usize) -> Resul
             }
         }
         headers.insert("x-replayed".into(), AMQPValue::Boolean(true));
-        let mut properties = BasicProperties::default().with_headers(headers).with_content_type("application/json".into());
+        let mut properties = BasicProperties::default()
+            .with_headers(headers)
+            .with_content_type("application/json".into());
         if let Some(id) = delivery.properties.message_id() {
             properties = properties.with_message_id(id.clone());
         }
         let published = async {
-            let confirm = session.publish(&topology.work_exchange(), JOB_ROUTING_KEY, &delivery.data, properties).await?;
+            let confirm = session
+                .publish(
+                    &topology.work_exchange(),
+                    JOB_ROUTING_KEY,
+                    &delivery.data,
+                    properties,
+                )
+                .await?;
             confirmed(confirm, Duration::from_secs(10)).await
         }
         .await;
         if let Err(error) = published {
-            let _ = delivery.acker.nack(BasicNackOptions { requeue: true, ..Default::default() }).await;
+            let _ = delivery
+                .acker
+                .nack(BasicNackOptions {
+                    requeue: true,
+                    ..Default::default()
+                })
+                .await;
             return Err(error);
         }
         delivery.acker.ack(BasicAckOptions::default()).await?;
@@ -54,6 +72,16 @@ pub async fn replay(broker: &Broker, topology: &Topology, limit: usize) -> Resul
 /// Retry and death bookkeeping is dropped so the job starts over with a full budget.
 fn is_bookkeeping(key: &ShortString) -> bool {
     let key = key.as_str();
-    key.starts_with("x-death") || key.starts_with("x-first-death") || key.starts_with("x-last-death")
-        || matches!(key, "x-failures" | "x-waits" | "x-last-reason" | "x-dead-reason" | "x-dead-detail" | "x-delivery-count")
+    key.starts_with("x-death")
+        || key.starts_with("x-first-death")
+        || key.starts_with("x-last-death")
+        || matches!(
+            key,
+            "x-failures"
+                | "x-waits"
+                | "x-last-reason"
+                | "x-dead-reason"
+                | "x-dead-detail"
+                | "x-delivery-count"
+        )
 }

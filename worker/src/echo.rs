@@ -28,11 +28,14 @@ pub async fn handle(
         return Ok(Outcome::Done);
     }
     // In an echo the customer is the recipient.
-    let Some(user) = &event.recipient else { return Ok(Outcome::Done) };
-    let conversation_id = match conversations::find(&ctx.pool, channel, &credential.account_id, user.as_str()).await? {
-        Some(id) => id,
-        None => conversations::upsert(&ctx.pool, credential, user.as_str()).await?,
+    let Some(user) = &event.recipient else {
+        return Ok(Outcome::Done);
     };
+    let conversation_id =
+        match conversations::find(&ctx.pool, channel, &credential.account_id, user.as_str()).await? {
+            Some(id) => id,
+            None => conversations::upsert(&ctx.pool, credential, user.as_str()).await?,
+        };
     if let Some(text) = &echo.text {
         if messages::match_sending_echo(&ctx.pool, conversation_id, text, &echo.mid).await? {
             return Ok(Outcome::Done);
@@ -40,7 +43,10 @@ pub async fn handle(
     }
     if attempt.waits < MAX_ECHO_WAITS && messages::has_sending(&ctx.pool, conversation_id).await? {
         // The Send API call for one of our chunks has not returned yet: this may be its echo.
-        return Ok(Outcome::Wait { after: Duration::from_secs(1), reason: "echo_unmatched" });
+        return Ok(Outcome::Wait {
+            after: Duration::from_secs(1),
+            reason: "echo_unmatched",
+        });
     }
     let text = echo.text.clone().unwrap_or_else(|| "[attachment]".into());
     let inserted = messages::insert(

@@ -42,12 +42,22 @@ impl GraphClient {
             .connect_timeout(Duration::from_secs(5))
             .build()
             .expect("a TLS-capable HTTP client builds");
-        Self { http, base: base.trim_end_matches('/').to_owned(), app_secret, default_throttle }
+        Self {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+            app_secret,
+            default_throttle,
+        }
     }
 
     /// Sends one text message; returns Meta's message id.
     #[tracing::instrument(name = "send", skip_all)]
-    pub async fn send_text(&self, token: &SecretString, recipient: &str, text: &str) -> Result<String, SendError> {
+    pub async fn send_text(
+        &self,
+        token: &SecretString,
+        recipient: &str,
+        text: &str,
+    ) -> Result<String, SendError> {
         let body = serde_json::json!({
             "recipient": {"id": recipient},
             "messaging_type": "RESPONSE",
@@ -61,22 +71,27 @@ impl GraphClient {
             .json(&body)
             .send()
             .await
-            .map_err(|e| SendError { class: ErrorClass::Transient, detail: crate::ai::describe(&e) })?;
+            .map_err(|e| SendError {
+                class: ErrorClass::Transient,
+                detail: crate::ai::describe(&e),
+            })?;
         let status = response.status().as_u16();
         let usage = response
             .headers()
             .get("x-business-use-case-usage")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| SendError { class: ErrorClass::Transient, detail: crate::ai::describe(&e) })?;
+        let bytes = response.bytes().await.map_err(|e| SendError {
+            class: ErrorClass::Transient,
+            detail: crate::ai::describe(&e),
+        })?;
         if (200..300).contains(&status) {
-            return serde_json::from_slice::<Sent>(&bytes).map(|s| s.message_id).map_err(|_| SendError {
-                class: ErrorClass::SentButError,
-                detail: "2xx without a message_id".into(),
-            });
+            return serde_json::from_slice::<Sent>(&bytes)
+                .map(|s| s.message_id)
+                .map_err(|_| SendError {
+                    class: ErrorClass::SentButError,
+                    detail: "2xx without a message_id".into(),
+                });
         }
         let (class, error) = classify_response(status, &bytes, usage.as_deref(), self.default_throttle);
         let detail = format!(

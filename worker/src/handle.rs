@@ -12,7 +12,12 @@ use omnidm_shared::meta::event::{classify, Event, EventKind, ReactionAction};
 pub async fn process(ctx: &Context, job: &JobV1<'_>, attempt: Attempt) -> Outcome {
     let event = match classify(job.source, job.event.get()) {
         Ok(event) => event,
-        Err(error) => return Outcome::Dead { reason: "unparseable", detail: error.to_string() },
+        Err(error) => {
+            return Outcome::Dead {
+                reason: "unparseable",
+                detail: error.to_string(),
+            }
+        }
     };
     let kind = event.kind.name();
     tracing::Span::current().record("kind", kind);
@@ -22,18 +27,36 @@ pub async fn process(ctx: &Context, job: &JobV1<'_>, attempt: Attempt) -> Outcom
     }
 }
 
-async fn process_event(ctx: &Context, job: &JobV1<'_>, event: &Event, attempt: Attempt) -> Result<Outcome, sqlx::Error> {
+async fn process_event(
+    ctx: &Context,
+    job: &JobV1<'_>,
+    event: &Event,
+    attempt: Attempt,
+) -> Result<Outcome, sqlx::Error> {
     let ignore = |kind: &str| {
         ctx.metrics.ignored.with_label_values(&[kind]).inc();
         Ok(Outcome::Done)
     };
-    if let EventKind::ChangeField { .. } | EventKind::Malformed { .. } | EventKind::Unknown { .. } = event.kind {
+    if let EventKind::ChangeField { .. } | EventKind::Malformed { .. } | EventKind::Unknown { .. } =
+        event.kind
+    {
         tracing::info!(kind = event.kind.name(), "event ignored");
         return ignore(event.kind.name());
     }
     let Some(credential) = credentials::route(&ctx.pool, &job.entry_id).await? else {
-        let reason = if event.is_dashboard_test(&job.entry_id) { "dashboard_test" } else { "unknown_account" };
-        credentials::record_unrouted(&ctx.pool, &job.object, &job.entry_id, event.kind.name(), job.event.get()).await?;
+        let reason = if event.is_dashboard_test(&job.entry_id) {
+            "dashboard_test"
+        } else {
+            "unknown_account"
+        };
+        credentials::record_unrouted(
+            &ctx.pool,
+            &job.object,
+            &job.entry_id,
+            event.kind.name(),
+            job.event.get(),
+        )
+        .await?;
         ctx.metrics.unrouted.with_label_values(&[reason]).inc();
         tracing::info!(reason, "event for no connected account recorded");
         return Ok(Outcome::Done);
@@ -45,17 +68,55 @@ async fn process_event(ctx: &Context, job: &JobV1<'_>, event: &Event, attempt: A
             let text = message.text_for_ai();
             let standby = job.source == EventSource::Standby;
             let kind = if message.is_self { "self" } else { "message" };
-            inbound(ctx, job, event, &credential, &message.mid, kind, &text, sent_at, standby || message.is_self).await
+            inbound(
+                ctx,
+                job,
+                event,
+                &credential,
+                &message.mid,
+                kind,
+                &text,
+                sent_at,
+                standby || message.is_self,
+            )
+            .await
         }
         EventKind::Postback { mid, title, payload } => {
             let mid = mid.clone().unwrap_or_else(|| format!("postback:{}", job.job_id));
-            let text = title.clone().or_else(|| payload.clone()).unwrap_or_else(|| "[button]".into());
-            inbound(ctx, job, event, &credential, &mid, "postback", &text, sent_at, job.source == EventSource::Standby).await
+            let text = title
+                .clone()
+                .or_else(|| payload.clone())
+                .unwrap_or_else(|| "[button]".into());
+            inbound(
+                ctx,
+                job,
+                event,
+                &credential,
+                &mid,
+                "postback",
+                &text,
+                sent_at,
+                job.source == EventSource::Standby,
+            )
+            .await
         }
         EventKind::Unsupported { mid } => {
-            inbound(ctx, job, event, &credential, mid, "unsupported", "[unsupported message]", sent_at, true).await
+            inbound(
+                ctx,
+                job,
+                event,
+                &credential,
+                mid,
+                "unsupported",
+                "[unsupported message]",
+                sent_at,
+                true,
+            )
+            .await
         }
-        EventKind::Echo(echo_message) => echo::handle(ctx, &credential, event, echo_message, job, sent_at, attempt).await,
+        EventKind::Echo(echo_message) => {
+            echo::handle(ctx, &credential, event, echo_message, job, sent_at, attempt).await
+        }
         EventKind::Deleted { mid } => {
             messages::mark_deleted(&ctx.pool, channel, mid).await?;
             Ok(Outcome::Done)
@@ -66,7 +127,12 @@ async fn process_event(ctx: &Context, job: &JobV1<'_>, event: &Event, attempt: A
             }
             Ok(Outcome::Done)
         }
-        EventKind::Reaction { mid, action, reaction, emoji } => {
+        EventKind::Reaction {
+            mid,
+            action,
+            reaction,
+            emoji,
+        } => {
             let user = event.sender.as_ref().map(|s| s.as_str()).unwrap_or_default();
             let value = match action {
                 ReactionAction::React => Some((reaction.as_deref().unwrap_or("other"), emoji.as_deref())),

@@ -7,7 +7,11 @@ use omnidm_shared::topology::Topology;
 use omnidm_worker::Application;
 
 #[derive(Parser)]
-#[command(name = "worker", version, about = "Omniops DM's queue consumer: Meta events in, AI replies out.")]
+#[command(
+    name = "worker",
+    version,
+    about = "Omniops DM's queue consumer: Meta events in, AI replies out."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -43,7 +47,12 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::ReplayDeadLetters { limit } => {
             let topology = Topology::new(cli.config.amqp.queue_prefix.clone());
-            let broker = Broker::start(cli.config.amqp.amqp_url.clone(), topology.clone(), "omnidm-replay", 1);
+            let broker = Broker::start(
+                cli.config.amqp.amqp_url.clone(),
+                topology.clone(),
+                "omnidm-replay",
+                1,
+            );
             let replayed = omnidm_worker::dead_letters::replay(&broker, &topology, limit).await?;
             broker.close().await;
             println!("replayed {replayed} dead-lettered job(s)");

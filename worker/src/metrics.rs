@@ -48,19 +48,26 @@ fn counter_vec(registry: &Registry, name: &str, help: &str, label: &str, values:
     for value in values {
         metric.with_label_values(&[value]);
     }
-    registry.register(Box::new(metric.clone())).expect("unique metric");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("unique metric");
     metric
 }
 
 fn histogram(registry: &Registry, name: &str, help: &str) -> Histogram {
-    let metric = Histogram::with_opts(HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec())).expect("valid metric");
-    registry.register(Box::new(metric.clone())).expect("unique metric");
+    let metric = Histogram::with_opts(HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()))
+        .expect("valid metric");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("unique metric");
     metric
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
     let metric = IntCounter::new(name, help).expect("valid metric");
-    registry.register(Box::new(metric.clone())).expect("unique metric");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("unique metric");
     metric
 }
 
@@ -69,28 +76,114 @@ impl Metrics {
     pub fn new() -> Self {
         let r = Registry::new();
         let job_duration = HistogramVec::new(
-            HistogramOpts::new("worker_job_duration_seconds", "Time to process one job, by outcome.").buckets(LATENCY_BUCKETS.to_vec()),
+            HistogramOpts::new(
+                "worker_job_duration_seconds",
+                "Time to process one job, by outcome.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
             &["outcome"],
         )
         .expect("valid metric");
         r.register(Box::new(job_duration.clone())).expect("unique metric");
         Self {
-            jobs: counter_vec(&r, "worker_jobs_total", "Jobs processed, by outcome.", "outcome", &["done", "retried", "dead_lettered", "requeued"]),
+            jobs: counter_vec(
+                &r,
+                "worker_jobs_total",
+                "Jobs processed, by outcome.",
+                "outcome",
+                &["done", "retried", "dead_lettered", "requeued"],
+            ),
             job_duration,
-            ai_duration: histogram(&r, "worker_ai_request_duration_seconds", "AI chat-completion latency (including in-process retries)."),
-            ai_errors: counter_vec(&r, "worker_ai_errors_total", "AI calls that gave no answer, by kind.", "kind", &["transient", "permanent"]),
+            ai_duration: histogram(
+                &r,
+                "worker_ai_request_duration_seconds",
+                "AI chat-completion latency (including in-process retries).",
+            ),
+            ai_errors: counter_vec(
+                &r,
+                "worker_ai_errors_total",
+                "AI calls that gave no answer, by kind.",
+                "kind",
+                &["transient", "permanent"],
+            ),
             send_duration: histogram(&r, "worker_send_duration_seconds", "Send API call latency."),
-            send_errors: counter_vec(&r, "worker_send_errors_total", "Send API errors by class.", "class", &["transient", "throttled", "token_dead", "outside_window", "user_unreachable", "sent_but_error", "permanent"]),
+            send_errors: counter_vec(
+                &r,
+                "worker_send_errors_total",
+                "Send API errors by class.",
+                "class",
+                &[
+                    "transient",
+                    "throttled",
+                    "token_dead",
+                    "outside_window",
+                    "user_unreachable",
+                    "sent_but_error",
+                    "permanent",
+                ],
+            ),
             messages_sent: counter(&r, "worker_messages_sent_total", "Message chunks Meta accepted."),
-            replies: counter(&r, "worker_replies_total", "AI answers produced (each sent as one or more chunks)."),
-            retries: counter_vec(&r, "worker_retries_total", "Jobs sent to a delayed-retry queue, by reason.", "reason", &["ai", "send", "throttled", "conversation_busy", "echo_unmatched", "awaiting_echo", "internal"]),
-            dead_lettered: counter_vec(&r, "worker_dead_lettered_total", "Jobs parked in the dead-letter queue, by reason.", "reason", &["retry_budget", "unparseable"]),
-            ignored: counter_vec(&r, "worker_ignored_events_total", "Events deliberately not answered, by kind.", "kind", &[]),
-            unrouted: counter_vec(&r, "worker_unrouted_events_total", "Events for no connected account, by reason.", "reason", &["dashboard_test", "unknown_account"]),
-            duplicates: counter(&r, "worker_duplicate_events_total", "Events whose Meta message id was already stored (redeliveries)."),
-            paused: counter(&r, "worker_conversations_paused_total", "Conversations where a human answered and the AI paused."),
-            reply_latency: histogram(&r, "worker_reply_latency_seconds", "From the customer's message (Meta timestamp) to our reply accepted by Meta."),
-            reply_overhead: histogram(&r, "worker_reply_overhead_seconds", "A reply pass's own time, excluding AI and Send API calls."),
+            replies: counter(
+                &r,
+                "worker_replies_total",
+                "AI answers produced (each sent as one or more chunks).",
+            ),
+            retries: counter_vec(
+                &r,
+                "worker_retries_total",
+                "Jobs sent to a delayed-retry queue, by reason.",
+                "reason",
+                &[
+                    "ai",
+                    "send",
+                    "throttled",
+                    "conversation_busy",
+                    "echo_unmatched",
+                    "awaiting_echo",
+                    "internal",
+                ],
+            ),
+            dead_lettered: counter_vec(
+                &r,
+                "worker_dead_lettered_total",
+                "Jobs parked in the dead-letter queue, by reason.",
+                "reason",
+                &["retry_budget", "unparseable"],
+            ),
+            ignored: counter_vec(
+                &r,
+                "worker_ignored_events_total",
+                "Events deliberately not answered, by kind.",
+                "kind",
+                &[],
+            ),
+            unrouted: counter_vec(
+                &r,
+                "worker_unrouted_events_total",
+                "Events for no connected account, by reason.",
+                "reason",
+                &["dashboard_test", "unknown_account"],
+            ),
+            duplicates: counter(
+                &r,
+                "worker_duplicate_events_total",
+                "Events whose Meta message id was already stored (redeliveries).",
+            ),
+            paused: counter(
+                &r,
+                "worker_conversations_paused_total",
+                "Conversations where a human answered and the AI paused.",
+            ),
+            reply_latency: histogram(
+                &r,
+                "worker_reply_latency_seconds",
+                "From the customer's message (Meta timestamp) to our reply accepted by Meta.",
+            ),
+            reply_overhead: histogram(
+                &r,
+                "worker_reply_overhead_seconds",
+                "A reply pass's own time, excluding AI and Send API calls.",
+            ),
             registry: r,
         }
     }

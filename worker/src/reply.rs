@@ -27,24 +27,38 @@ pub async fn run(ctx: &Context, conversation_id: Uuid) -> Outcome {
     let owner = Uuid::new_v4();
     let outcome = match conversations::acquire_lease(&ctx.pool, conversation_id, owner, ctx.lease).await {
         Ok(Some(_)) => {
-            let outcome = pass(ctx, conversation_id, owner, &mut clock).await.unwrap_or_else(Outcome::from);
+            let outcome = pass(ctx, conversation_id, owner, &mut clock)
+                .await
+                .unwrap_or_else(Outcome::from);
             if let Err(error) = conversations::release_lease(&ctx.pool, conversation_id, owner).await {
                 tracing::warn!(%error, "cannot release conversation lease; it will expire");
             }
             outcome
         }
         // Another worker is answering this conversation; it will see our message, or we come back.
-        Ok(None) => Outcome::Wait { after: Duration::from_secs(1), reason: "conversation_busy" },
+        Ok(None) => Outcome::Wait {
+            after: Duration::from_secs(1),
+            reason: "conversation_busy",
+        },
         Err(error) => error.into(),
     };
     ctx.metrics.reply_overhead.observe(clock.total().as_secs_f64());
     outcome
 }
 
-async fn pass(ctx: &Context, conversation_id: Uuid, owner: Uuid, clock: &mut Overhead) -> Result<Outcome, sqlx::Error> {
+async fn pass(
+    ctx: &Context,
+    conversation_id: Uuid,
+    owner: Uuid,
+    clock: &mut Overhead,
+) -> Result<Outcome, sqlx::Error> {
     loop {
-        let Some(lease) = conversations::acquire_lease(&ctx.pool, conversation_id, owner, ctx.lease).await? else {
-            return Ok(Outcome::Wait { after: Duration::from_secs(1), reason: "conversation_busy" });
+        let Some(lease) = conversations::acquire_lease(&ctx.pool, conversation_id, owner, ctx.lease).await?
+        else {
+            return Ok(Outcome::Wait {
+                after: Duration::from_secs(1),
+                reason: "conversation_busy",
+            });
         };
         let Some(credential) = credentials::get(&ctx.pool, lease.credential_id).await? else {
             return Ok(Outcome::Done);
@@ -63,12 +77,18 @@ async fn pass(ctx: &Context, conversation_id: Uuid, owner: Uuid, clock: &mut Ove
         if lease.ai_paused_until.is_some_and(|until| until > Utc::now()) {
             let ids: Vec<Uuid> = pending.iter().map(|p| p.id).collect();
             messages::ignore_pending(&ctx.pool, &ids, "human_takeover").await?;
-            ctx.metrics.ignored.with_label_values(&["human_takeover"]).inc_by(ids.len() as u64);
+            ctx.metrics
+                .ignored
+                .with_label_values(&["human_takeover"])
+                .inc_by(ids.len() as u64);
             return Ok(Outcome::Done);
         }
         if !credential.can_send() {
             // Parked: stored and pending; answered once the account is reconnected.
-            ctx.metrics.ignored.with_label_values(&["account_needs_reauth"]).inc();
+            ctx.metrics
+                .ignored
+                .with_label_values(&["account_needs_reauth"])
+                .inc();
             return Ok(Outcome::Done);
         }
         let quiet_until = newest + ctx.debounce;
@@ -86,18 +106,38 @@ async fn pass(ctx: &Context, conversation_id: Uuid, owner: Uuid, clock: &mut Ove
         let answer = match answer {
             Ok(answer) => answer,
             Err(error) => {
-                let kind = if matches!(error, AiError::Transient(_)) { "transient" } else { "permanent" };
+                let kind = if matches!(error, AiError::Transient(_)) {
+                    "transient"
+                } else {
+                    "permanent"
+                };
                 ctx.metrics.ai_errors.with_label_values(&[kind]).inc();
-                return Ok(Outcome::Failed { reason: "ai", detail: error.to_string() });
+                return Ok(Outcome::Failed {
+                    reason: "ai",
+                    detail: error.to_string(),
+                });
             }
         };
-        if conversations::acquire_lease(&ctx.pool, conversation_id, owner, ctx.lease).await?.is_none() {
+        if conversations::acquire_lease(&ctx.pool, conversation_id, owner, ctx.lease)
+            .await?
+            .is_none()
+        {
             // Our lease expired during a very slow AI call and another worker took over: let it answer.
-            return Ok(Outcome::Wait { after: Duration::from_secs(1), reason: "conversation_busy" });
+            return Ok(Outcome::Wait {
+                after: Duration::from_secs(1),
+                reason: "conversation_busy",
+            });
         }
         let chunks = chunk::split(&answer, chunk::MAX_CHUNK_BYTES);
         let answered: Vec<Uuid> = pending.iter().map(|p| p.id).collect();
-        messages::create_reply(&ctx.pool, conversation_id, &credential.channel, &answered, &chunks).await?;
+        messages::create_reply(
+            &ctx.pool,
+            conversation_id,
+            &credential.channel,
+            &answered,
+            &chunks,
+        )
+        .await?;
         ctx.metrics.replies.inc();
         let oldest = pending.iter().map(|p| p.meta_timestamp).min();
         let unsent = messages::unsent(&ctx.pool, conversation_id).await?;
@@ -114,15 +154,29 @@ async fn pass(ctx: &Context, conversation_id: Uuid, owner: Uuid, clock: &mut Ove
 }
 
 /// The system prompt plus recent history, as chat messages.
-async fn prompt(ctx: &Context, system_prompt: &str, conversation_id: Uuid) -> Result<Vec<ChatMessage>, sqlx::Error> {
+async fn prompt(
+    ctx: &Context,
+    system_prompt: &str,
+    conversation_id: Uuid,
+) -> Result<Vec<ChatMessage>, sqlx::Error> {
     let history = messages::history(&ctx.pool, conversation_id, ctx.context_messages).await?;
     let mut prompt = Vec::with_capacity(history.len() + 1);
     if !system_prompt.trim().is_empty() {
-        prompt.push(ChatMessage { role: "system".into(), content: system_prompt.to_owned() });
+        prompt.push(ChatMessage {
+            role: "system".into(),
+            content: system_prompt.to_owned(),
+        });
     }
-    prompt.extend(history.into_iter().map(|line| ChatMessage {
-        role: if line.author == "customer" { "user" } else { "assistant" }.into(),
-        content: line.text,
+    prompt.extend(history.into_iter().map(|line| {
+        ChatMessage {
+            role: if line.author == "customer" {
+                "user"
+            } else {
+                "assistant"
+            }
+            .into(),
+            content: line.text,
+        }
     }));
     Ok(prompt)
 }
@@ -137,21 +191,29 @@ async fn send_all(
 ) -> Result<Outcome, sqlx::Error> {
     for (index, chunk) in chunks.iter().enumerate() {
         let rest: Vec<Uuid> = chunks[index..].iter().map(|c| c.id).collect();
-        let credential = credentials::get(&ctx.pool, credential.id).await?.unwrap_or_else(|| credential.clone());
+        let credential = credentials::get(&ctx.pool, credential.id)
+            .await?
+            .unwrap_or_else(|| credential.clone());
         if !credential.can_send() {
             messages::set_status(&ctx.pool, &rest, "parked", Some("reauth_required")).await?;
             return Ok(Outcome::Done);
         }
         if let Some(until) = credential.send_paused_until.filter(|until| *until > Utc::now()) {
             let wait = (until - Utc::now()).to_std().unwrap_or_default();
-            return Ok(Outcome::Wait { after: wait, reason: "throttled" });
+            return Ok(Outcome::Wait {
+                after: wait,
+                reason: "throttled",
+            });
         }
         if chunk.status == "sending" {
             let attempted = chunk.send_attempted_at.unwrap_or_else(Utc::now);
             let age = (Utc::now() - attempted).to_std().unwrap_or_default();
             if age < UNKNOWN_SEND_GRACE {
                 // Outcome unknown (a crash or "sent, but error"): give the echo time to tell us.
-                return Ok(Outcome::Wait { after: UNKNOWN_SEND_GRACE - age, reason: "awaiting_echo" });
+                return Ok(Outcome::Wait {
+                    after: UNKNOWN_SEND_GRACE - age,
+                    reason: "awaiting_echo",
+                });
             }
             tracing::warn!(chunk = %chunk.id, "no echo for a chunk whose send outcome was unknown; resending");
         }
@@ -165,7 +227,9 @@ async fn send_all(
         };
         messages::mark_sending(&ctx.pool, chunk.id).await?;
         let started = Instant::now();
-        let result = clock.pause(ctx.graph.send_text(&token, recipient, &chunk.text)).await;
+        let result = clock
+            .pause(ctx.graph.send_text(&token, recipient, &chunk.text))
+            .await;
         ctx.metrics.send_duration.observe(started.elapsed().as_secs_f64());
         let error = match result {
             Ok(mid) => {
@@ -175,26 +239,38 @@ async fn send_all(
             }
             Err(error) => error,
         };
-        ctx.metrics.send_errors.with_label_values(&[error.class.label()]).inc();
+        ctx.metrics
+            .send_errors
+            .with_label_values(&[error.class.label()])
+            .inc();
         tracing::warn!(%error, "send failed");
         return Ok(match error.class {
             ErrorClass::Transient => {
                 messages::set_status(&ctx.pool, &[chunk.id], "queued", None).await?;
-                Outcome::Failed { reason: "send", detail: error.detail }
+                Outcome::Failed {
+                    reason: "send",
+                    detail: error.detail,
+                }
             }
             ErrorClass::Throttled { wait } => {
                 messages::set_status(&ctx.pool, &[chunk.id], "queued", None).await?;
                 let until = Utc::now() + wait;
                 credentials::pause_sending(&ctx.pool, credential.id, until).await?;
                 tracing::warn!(%until, "Meta throttled the account; every worker pauses sending");
-                Outcome::Wait { after: wait, reason: "throttled" }
+                Outcome::Wait {
+                    after: wait,
+                    reason: "throttled",
+                }
             }
             ErrorClass::TokenDead => {
                 credentials::mark_reauth_required(&ctx.pool, credential.id, &error.detail).await?;
                 messages::set_status(&ctx.pool, &rest, "parked", Some("reauth_required")).await?;
                 Outcome::Done
             }
-            ErrorClass::SentButError => Outcome::Wait { after: Duration::from_secs(5), reason: "awaiting_echo" },
+            ErrorClass::SentButError => Outcome::Wait {
+                after: Duration::from_secs(5),
+                reason: "awaiting_echo",
+            },
             ErrorClass::OutsideWindow | ErrorClass::UserUnreachable | ErrorClass::Permanent => {
                 messages::set_status(&ctx.pool, &rest, "failed", Some(error.class.label())).await?;
                 Outcome::Done
@@ -212,7 +288,10 @@ struct Overhead {
 
 impl Overhead {
     fn start() -> Self {
-        Self { started: Instant::now(), excluded: Duration::ZERO }
+        Self {
+            started: Instant::now(),
+            excluded: Duration::ZERO,
+        }
     }
 
     async fn pause<T>(&mut self, future: impl std::future::Future<Output = T>) -> T {

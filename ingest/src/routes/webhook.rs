@@ -36,20 +36,31 @@ pub struct Handshake {
 /// Answers Meta's handshake with the challenge, as plain text, only when the verify token matches.
 pub async fn verify_subscription(State(state): State<AppState>, Query(query): Query<Handshake>) -> Response {
     let expected = state.verify_token.expose_secret().as_bytes();
-    let token_ok = query.verify_token.as_deref().is_some_and(|t| constant_time_eq(t.as_bytes(), expected));
-    let (Some("subscribe"), true, Some(challenge)) = (query.mode.as_deref(), token_ok, query.challenge) else {
+    let token_ok = query
+        .verify_token
+        .as_deref()
+        .is_some_and(|t| constant_time_eq(t.as_bytes(), expected));
+    let (Some("subscribe"), true, Some(challenge)) = (query.mode.as_deref(), token_ok, query.challenge)
+    else {
         tracing::warn!("webhook verification refused");
         return StatusCode::FORBIDDEN.into_response();
     };
     // The challenge is documented as an integer; reflecting anything else would be an XSS vector.
-    if challenge.is_empty() || challenge.len() > 256 || !challenge.bytes().all(|b| b.is_ascii_alphanumeric()) {
+    if challenge.is_empty() || challenge.len() > 256 || !challenge.bytes().all(|b| b.is_ascii_alphanumeric())
+    {
         return StatusCode::BAD_REQUEST.into_response();
     }
     tracing::info!("webhook subscription verified");
     (
         [
-            (header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8")),
-            (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            ),
+            (
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ),
         ],
         challenge,
     )
@@ -69,7 +80,11 @@ pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Bo
     tracing::Span::current().record("request_id", request_id.as_str());
     let (outcome, mut response) = handle(&state, &headers, body).await;
     state.metrics.requests.with_label_values(&[outcome]).inc();
-    state.metrics.request_duration.with_label_values(&[outcome]).observe(started.elapsed().as_secs_f64());
+    state
+        .metrics
+        .request_duration
+        .with_label_values(&[outcome])
+        .observe(started.elapsed().as_secs_f64());
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", value);
     }
@@ -86,7 +101,9 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> (&'static 
     }
     let bytes = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
         Ok(bytes) => bytes,
-        Err(error) if is_length_limit(&error) => return ("oversize", StatusCode::PAYLOAD_TOO_LARGE.into_response()),
+        Err(error) if is_length_limit(&error) => {
+            return ("oversize", StatusCode::PAYLOAD_TOO_LARGE.into_response())
+        }
         Err(_) => return ("malformed", StatusCode::BAD_REQUEST.into_response()),
     };
     let signature = headers.get(SIGNATURE_HEADER).map(HeaderValue::as_bytes);
@@ -110,7 +127,10 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> (&'static 
     let started = Instant::now();
     match publish.await {
         Ok(Published::Events(count)) => {
-            state.metrics.publish_confirm.observe(started.elapsed().as_secs_f64());
+            state
+                .metrics
+                .publish_confirm
+                .observe(started.elapsed().as_secs_f64());
             tracing::Span::current().record("events", count);
             tracing::debug!(count, "events queued");
             ("accepted", StatusCode::OK.into_response())
@@ -120,7 +140,11 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> (&'static 
             ("malformed", StatusCode::OK.into_response())
         }
         Err(error) => {
-            state.metrics.publish_failures.with_label_values(&[error.label()]).inc();
+            state
+                .metrics
+                .publish_failures
+                .with_label_values(&[error.label()])
+                .inc();
             tracing::warn!(%error, "cannot queue webhook events; answering 503 so Meta retries");
             ("unavailable", unavailable())
         }
@@ -128,7 +152,11 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> (&'static 
 }
 
 fn unavailable() -> Response {
-    (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, RETRY_AFTER_SECONDS)]).into_response()
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::RETRY_AFTER, RETRY_AFTER_SECONDS)],
+    )
+        .into_response()
 }
 
 fn is_length_limit(error: &axum::Error) -> bool {

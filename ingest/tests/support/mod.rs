@@ -42,13 +42,18 @@ pub fn config(amqp_url: &str, prefix: &str) -> IngestConfig {
         ingest_max_in_flight: 1024,
         publish_timeout_ms: 3_000,
         amqp_publish_channels: 2,
-        amqp: AmqpConfig { amqp_url: SecretString::from(amqp_url.to_string()), queue_prefix: prefix.into() },
+        amqp: AmqpConfig {
+            amqp_url: SecretString::from(amqp_url.to_string()),
+            queue_prefix: prefix.into(),
+        },
         meta: MetaConfig {
             instagram_app_secret: SecretString::from(format!("{SECRET},{ROTATED_SECRET}")),
             meta_graph_url: "http://127.0.0.1:9/graph".into(),
             meta_login: MetaLogin::Facebook,
         },
-        telemetry: TelemetryConfig { log_format: LogFormat::Text },
+        telemetry: TelemetryConfig {
+            log_format: LogFormat::Text,
+        },
     }
 }
 
@@ -61,13 +66,22 @@ impl TestIngest {
         let prefix = config.amqp.queue_prefix.clone();
         let app = Application::build(config).await.expect("ingest builds");
         if wait_for_broker {
-            assert!(app.broker().wait_connected(Duration::from_secs(10)).await, "broker connection");
+            assert!(
+                app.broker().wait_connected(Duration::from_secs(10)).await,
+                "broker connection"
+            );
         }
         let url = format!("http://{}", app.local_addr());
         let shutdown = Arc::new(Notify::new());
         let signal = shutdown.clone();
         let task = tokio::spawn(app.run_until(async move { signal.notified().await }));
-        Self { url, prefix, client: reqwest::Client::new(), shutdown, task }
+        Self {
+            url,
+            prefix,
+            client: reqwest::Client::new(),
+            shutdown,
+            task,
+        }
     }
 
     pub fn topology(&self) -> Topology {
@@ -92,7 +106,14 @@ impl TestIngest {
     }
 
     pub async fn metrics(&self) -> String {
-        self.client.get(format!("{}/metrics", self.url)).send().await.unwrap().text().await.unwrap()
+        self.client
+            .get(format!("{}/metrics", self.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
     }
 
     pub async fn stop(self) {
@@ -111,18 +132,28 @@ pub struct Received {
 
 /// Reads (and acks) everything currently in `queue`, waiting up to a second for stragglers.
 pub async fn drain(queue: &str) -> Vec<Received> {
-    let connection = Connection::connect(AMQP_URL, ConnectionProperties::default()).await.unwrap();
+    let connection = Connection::connect(AMQP_URL, ConnectionProperties::default())
+        .await
+        .unwrap();
     let channel = connection.create_channel().await.unwrap();
     let mut out = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
     loop {
-        match channel.basic_get(queue.into(), BasicGetOptions::default()).await.unwrap() {
+        match channel
+            .basic_get(queue.into(), BasicGetOptions::default())
+            .await
+            .unwrap()
+        {
             Some(message) => {
                 let delivery = message.delivery;
                 out.push(Received {
                     body: delivery.data.clone(),
                     headers: delivery.properties.headers().clone(),
-                    message_id: delivery.properties.message_id().as_ref().map(|s| s.as_str().to_owned()),
+                    message_id: delivery
+                        .properties
+                        .message_id()
+                        .as_ref()
+                        .map(|s| s.as_str().to_owned()),
                 });
                 delivery.acker.ack(BasicAckOptions::default()).await.unwrap();
             }
@@ -135,14 +166,28 @@ pub async fn drain(queue: &str) -> Vec<Received> {
 }
 
 pub async fn delete_queues(topology: &Topology) {
-    let Ok(connection) = Connection::connect(AMQP_URL, ConnectionProperties::default()).await else { return };
-    let Ok(channel) = connection.create_channel().await else { return };
-    let mut queues = vec![topology.jobs_queue(), topology.rejected_queue(), topology.dead_queue()];
+    let Ok(connection) = Connection::connect(AMQP_URL, ConnectionProperties::default()).await else {
+        return;
+    };
+    let Ok(channel) = connection.create_channel().await else {
+        return;
+    };
+    let mut queues = vec![
+        topology.jobs_queue(),
+        topology.rejected_queue(),
+        topology.dead_queue(),
+    ];
     queues.extend(RETRY_TIERS.iter().map(|t| topology.retry_queue(*t)));
     for queue in queues {
-        let _ = channel.queue_delete(queue.into(), QueueDeleteOptions::default()).await;
+        let _ = channel
+            .queue_delete(queue.into(), QueueDeleteOptions::default())
+            .await;
     }
-    for exchange in [topology.work_exchange(), topology.dead_exchange(), topology.retry_exchange()] {
+    for exchange in [
+        topology.work_exchange(),
+        topology.dead_exchange(),
+        topology.retry_exchange(),
+    ] {
         let _ = channel.exchange_delete(exchange.into(), Default::default()).await;
     }
     let _ = connection.close(200, "done".into()).await;
@@ -179,14 +224,18 @@ impl BrokerProxy {
 
     async fn serve(listener: TcpListener, cut: Arc<tokio::sync::watch::Sender<bool>>) {
         loop {
-            let Ok((client, _)) = listener.accept().await else { return };
+            let Ok((client, _)) = listener.accept().await else {
+                return;
+            };
             if *cut.borrow() {
                 drop(client);
                 continue;
             }
             let mut cut_rx = cut.subscribe();
             tokio::spawn(async move {
-                let Ok(upstream) = TcpStream::connect("127.0.0.1:5672").await else { return };
+                let Ok(upstream) = TcpStream::connect("127.0.0.1:5672").await else {
+                    return;
+                };
                 let (mut client, mut upstream) = (client, upstream);
                 tokio::select! {
                     _ = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {}
@@ -212,4 +261,3 @@ where
     }
     false
 }
-

@@ -74,11 +74,18 @@ pub fn split(body: &[u8]) -> Result<Batch<'_>, EnvelopeError> {
         ];
         for (source, items) in arrays {
             for event in items.into_iter().flatten() {
-                events.push(SplitEvent { entry_id: entry_id.clone(), source, event });
+                events.push(SplitEvent {
+                    entry_id: entry_id.clone(),
+                    source,
+                    event,
+                });
             }
         }
     }
-    Ok(Batch { object: envelope.object, events })
+    Ok(Batch {
+        object: envelope.object,
+        events,
+    })
 }
 
 /// Meta sends ids as strings, but documented examples also show bare numbers.
@@ -122,7 +129,11 @@ mod tests {
             {"id":"3","changes":[{"field":"messages","value":{}}]},
             {"id":"4"}]}"#;
         let batch = split(body).unwrap();
-        let summary: Vec<_> = batch.events.iter().map(|e| (e.entry_id.as_ref(), e.source)).collect();
+        let summary: Vec<_> = batch
+            .events
+            .iter()
+            .map(|e| (e.entry_id.as_ref(), e.source))
+            .collect();
         assert_eq!(
             summary,
             [

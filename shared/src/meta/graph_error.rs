@@ -81,8 +81,15 @@ impl GraphError {
 
     /// Decides what to do. `usage_header` is `X-Business-Use-Case-Usage`, if Meta sent one.
     /// `default_wait` applies when Meta throttles without saying for how long.
-    pub fn classify(&self, http_status: u16, usage_header: Option<&str>, default_wait: Duration) -> ErrorClass {
-        let throttled = || ErrorClass::Throttled { wait: throttle_wait(usage_header, default_wait) };
+    pub fn classify(
+        &self,
+        http_status: u16,
+        usage_header: Option<&str>,
+        default_wait: Duration,
+    ) -> ErrorClass {
+        let throttled = || ErrorClass::Throttled {
+            wait: throttle_wait(usage_header, default_wait),
+        };
         match (self.code, self.error_subcode) {
             (Some(1), Some(1_357_046)) => ErrorClass::SentButError,
             (Some(190 | 102), _) => ErrorClass::TokenDead,
@@ -109,9 +116,12 @@ pub fn classify_response(
 ) -> (ErrorClass, GraphError) {
     match GraphError::parse(body) {
         Some(error) => (error.classify(http_status, usage_header, default_wait), error),
-        None if http_status == 429 => {
-            (ErrorClass::Throttled { wait: throttle_wait(usage_header, default_wait) }, GraphError::default())
-        }
+        None if http_status == 429 => (
+            ErrorClass::Throttled {
+                wait: throttle_wait(usage_header, default_wait),
+            },
+            GraphError::default(),
+        ),
         None if http_status >= 500 || http_status == 408 => (ErrorClass::Transient, GraphError::default()),
         None => (ErrorClass::Permanent, GraphError::default()),
     }
@@ -151,25 +161,76 @@ mod tests {
 
     #[test]
     fn codes_decide_not_http_status() {
-        assert_eq!(class(r#"{"error":{"code":190,"error_subcode":460}}"#, 400), ErrorClass::TokenDead);
-        assert_eq!(class(r#"{"error":{"code":10,"error_subcode":2018278}}"#, 400), ErrorClass::OutsideWindow);
-        assert_eq!(class(r#"{"error":{"code":10,"error_subcode":2534022}}"#, 400), ErrorClass::OutsideWindow);
-        assert_eq!(class(r#"{"error":{"code":551,"error_subcode":1545041}}"#, 400), ErrorClass::UserUnreachable);
-        assert_eq!(class(r#"{"error":{"code":200,"error_subcode":1545041}}"#, 400), ErrorClass::UserUnreachable);
-        assert_eq!(class(r#"{"error":{"code":1,"error_subcode":1357046}}"#, 500), ErrorClass::SentButError);
-        assert_eq!(class(r#"{"error":{"code":2,"is_transient":true}}"#, 500), ErrorClass::Transient);
-        assert_eq!(class(r#"{"error":{"code":2,"error_subcode":2018344,"is_transient":false}}"#, 500), ErrorClass::Permanent);
-        assert_eq!(class(r#"{"error":{"code":100,"error_subcode":2534015}}"#, 400), ErrorClass::Permanent);
+        assert_eq!(
+            class(r#"{"error":{"code":190,"error_subcode":460}}"#, 400),
+            ErrorClass::TokenDead
+        );
+        assert_eq!(
+            class(r#"{"error":{"code":10,"error_subcode":2018278}}"#, 400),
+            ErrorClass::OutsideWindow
+        );
+        assert_eq!(
+            class(r#"{"error":{"code":10,"error_subcode":2534022}}"#, 400),
+            ErrorClass::OutsideWindow
+        );
+        assert_eq!(
+            class(r#"{"error":{"code":551,"error_subcode":1545041}}"#, 400),
+            ErrorClass::UserUnreachable
+        );
+        assert_eq!(
+            class(r#"{"error":{"code":200,"error_subcode":1545041}}"#, 400),
+            ErrorClass::UserUnreachable
+        );
+        assert_eq!(
+            class(r#"{"error":{"code":1,"error_subcode":1357046}}"#, 500),
+            ErrorClass::SentButError
+        );
+        assert_eq!(
+            class(r#"{"error":{"code":2,"is_transient":true}}"#, 500),
+            ErrorClass::Transient
+        );
+        assert_eq!(
+            class(
+                r#"{"error":{"code":2,"error_subcode":2018344,"is_transient":false}}"#,
+                500
+            ),
+            ErrorClass::Permanent
+        );
+        assert_eq!(
+            class(r#"{"error":{"code":100,"error_subcode":2534015}}"#, 400),
+            ErrorClass::Permanent
+        );
         assert_eq!(class("<html>bad gateway</html>", 502), ErrorClass::Transient);
-        assert_eq!(class("", 429), ErrorClass::Throttled { wait: DEFAULT_THROTTLE_WAIT });
+        assert_eq!(
+            class("", 429),
+            ErrorClass::Throttled {
+                wait: DEFAULT_THROTTLE_WAIT
+            }
+        );
     }
 
     #[test]
     fn throttling_waits_as_long_as_meta_advises() {
         let usage = r#"{"178":[{"type":"instagram","call_count":100,"estimated_time_to_regain_access":19}]}"#;
-        let (class, _) = classify_response(400, br#"{"error":{"code":613,"error_subcode":2534040}}"#, Some(usage), DEFAULT_THROTTLE_WAIT);
-        assert_eq!(class, ErrorClass::Throttled { wait: Duration::from_secs(19 * 60) });
-        assert_eq!(throttle_wait(Some("garbage"), DEFAULT_THROTTLE_WAIT), DEFAULT_THROTTLE_WAIT);
-        assert_eq!(throttle_wait(None, Duration::from_secs(2)), Duration::from_secs(2));
+        let (class, _) = classify_response(
+            400,
+            br#"{"error":{"code":613,"error_subcode":2534040}}"#,
+            Some(usage),
+            DEFAULT_THROTTLE_WAIT,
+        );
+        assert_eq!(
+            class,
+            ErrorClass::Throttled {
+                wait: Duration::from_secs(19 * 60)
+            }
+        );
+        assert_eq!(
+            throttle_wait(Some("garbage"), DEFAULT_THROTTLE_WAIT),
+            DEFAULT_THROTTLE_WAIT
+        );
+        assert_eq!(
+            throttle_wait(None, Duration::from_secs(2)),
+            Duration::from_secs(2)
+        );
     }
 }

@@ -29,13 +29,20 @@ pub async fn upsert(
 }
 
 /// Finds an existing conversation.
-pub async fn find(pool: &PgPool, channel: &str, account_id: &str, external_user_id: &str) -> sqlx::Result<Option<Uuid>> {
-    sqlx::query_scalar("SELECT id FROM conversations WHERE channel = $1 AND account_id = $2 AND external_user_id = $3")
-        .bind(channel)
-        .bind(account_id)
-        .bind(external_user_id)
-        .fetch_optional(pool)
-        .await
+pub async fn find(
+    pool: &PgPool,
+    channel: &str,
+    account_id: &str,
+    external_user_id: &str,
+) -> sqlx::Result<Option<Uuid>> {
+    sqlx::query_scalar(
+        "SELECT id FROM conversations WHERE channel = $1 AND account_id = $2 AND external_user_id = $3",
+    )
+    .bind(channel)
+    .bind(account_id)
+    .bind(external_user_id)
+    .fetch_optional(pool)
+    .await
 }
 
 /// What the lease holder needs to know about the conversation.
@@ -50,7 +57,12 @@ pub struct Leased {
 }
 
 /// Takes (or renews) the conversation's lease for `owner`. `None`: another live worker holds it.
-pub async fn acquire_lease(pool: &PgPool, id: Uuid, owner: Uuid, ttl: Duration) -> sqlx::Result<Option<Leased>> {
+pub async fn acquire_lease(
+    pool: &PgPool,
+    id: Uuid,
+    owner: Uuid,
+    ttl: Duration,
+) -> sqlx::Result<Option<Leased>> {
     sqlx::query_as(
         "UPDATE conversations
          SET lease_owner = $2, lease_expires_at = now() + make_interval(secs => $3)

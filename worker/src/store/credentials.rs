@@ -67,7 +67,10 @@ pub async fn route(pool: &PgPool, entry_id: &str) -> sqlx::Result<Option<Credent
 
 /// Reloads a credential (its pause and status change while a reply is being produced).
 pub async fn get(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<Credential>> {
-    sqlx::query_as(&format!("{SELECT} WHERE c.id = $1")).bind(id).fetch_optional(pool).await
+    sqlx::query_as(&format!("{SELECT} WHERE c.id = $1"))
+        .bind(id)
+        .fetch_optional(pool)
+        .await
 }
 
 /// Pauses every send on the account until `until` (never shortens an existing pause).
@@ -98,14 +101,22 @@ pub async fn mark_reauth_required(pool: &PgPool, id: Uuid, reason: &str) -> sqlx
 }
 
 /// Records an event we could not attribute to an account (unknown account, dashboard test).
-pub async fn record_unrouted(pool: &PgPool, object: &str, entry_id: &str, kind: &str, raw: &str) -> sqlx::Result<()> {
-    sqlx::query("INSERT INTO unrouted_events (id, object, entry_id, kind, raw) VALUES ($1, $2, $3, $4, $5::jsonb)")
-        .bind(Uuid::now_v7())
-        .bind(object)
-        .bind(entry_id)
-        .bind(kind)
-        .bind(raw)
-        .execute(pool)
-        .await
-        .map(drop)
+pub async fn record_unrouted(
+    pool: &PgPool,
+    object: &str,
+    entry_id: &str,
+    kind: &str,
+    raw: &str,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO unrouted_events (id, object, entry_id, kind, raw) VALUES ($1, $2, $3, $4, $5::jsonb)",
+    )
+    .bind(Uuid::now_v7())
+    .bind(object)
+    .bind(entry_id)
+    .bind(kind)
+    .bind(raw)
+    .execute(pool)
+    .await
+    .map(drop)
 }

@@ -33,7 +33,11 @@ pub struct NewMessage<'a> {
 
 /// Inserts the message unless Meta's id is already stored. Returns whether it was new.
 pub async fn insert(pool: &PgPool, m: &NewMessage<'_>) -> sqlx::Result<bool> {
-    let direction = if m.author == "customer" { "inbound" } else { "outbound" };
+    let direction = if m.author == "customer" {
+        "inbound"
+    } else {
+        "outbound"
+    };
     let result = sqlx::query(
         "INSERT INTO messages (id, conversation_id, channel, external_message_id, direction, author, kind, text, raw,
                                meta_timestamp, status, status_reason)
@@ -100,7 +104,8 @@ pub async fn react(
     user: &str,
     reaction: Option<(&str, Option<&str>)>,
 ) -> sqlx::Result<bool> {
-    let entry = reaction.map(|(reaction, emoji)| serde_json::json!({"user": user, "reaction": reaction, "emoji": emoji}));
+    let entry = reaction
+        .map(|(reaction, emoji)| serde_json::json!({"user": user, "reaction": reaction, "emoji": emoji}));
     let r = sqlx::query(
         "UPDATE messages
          SET reactions = COALESCE((SELECT jsonb_agg(r) FROM jsonb_array_elements(reactions) r WHERE r->>'user' <> $3), '[]'::jsonb)
@@ -178,7 +183,13 @@ pub async fn history(pool: &PgPool, conversation_id: Uuid, limit: u32) -> sqlx::
 
 /// Stores an AI answer as outbound chunks and marks the messages it answers, in one transaction: after
 /// it commits, a crash resumes *sending* these chunks instead of asking the AI again.
-pub async fn create_reply(pool: &PgPool, conversation_id: Uuid, channel: &str, answers: &[Uuid], chunks: &[String]) -> sqlx::Result<Uuid> {
+pub async fn create_reply(
+    pool: &PgPool,
+    conversation_id: Uuid,
+    channel: &str,
+    answers: &[Uuid],
+    chunks: &[String],
+) -> sqlx::Result<Uuid> {
     let reply_id = Uuid::now_v7();
     let mut tx = pool.begin().await?;
     sqlx::query("INSERT INTO replies (id, conversation_id) VALUES ($1, $2)")
@@ -285,7 +296,12 @@ pub async fn mark_delivered_by_mid(pool: &PgPool, channel: &str, mid: &str) -> s
 }
 
 /// An echo arrived before the Send API answered: match it to our `sending` chunk by text.
-pub async fn match_sending_echo(pool: &PgPool, conversation_id: Uuid, text: &str, mid: &str) -> sqlx::Result<bool> {
+pub async fn match_sending_echo(
+    pool: &PgPool,
+    conversation_id: Uuid,
+    text: &str,
+    mid: &str,
+) -> sqlx::Result<bool> {
     let r = sqlx::query(
         "UPDATE messages SET status = 'delivered', external_message_id = $3, updated_at = now()
          WHERE id = (SELECT id FROM messages

@@ -4,7 +4,9 @@
 
 use clap::Parser;
 use omnidm_ingest::Application as Ingest;
-use omnidm_shared::config::{AmqpConfig, IngestConfig, LogFormat, MetaConfig, MetaLogin, TelemetryConfig, WorkerConfig};
+use omnidm_shared::config::{
+    AmqpConfig, IngestConfig, LogFormat, MetaConfig, MetaLogin, TelemetryConfig, WorkerConfig,
+};
 use omnidm_shared::crypto::generate_key_base64;
 use omnidm_shared::topology::{Topology, RETRY_TIERS};
 use omnidm_sim::{EchoMode, Sim, SimAccount, SimHandle, SimOptions};
@@ -29,7 +31,12 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Self { workers: 1, debounce_ms: 200, max_failures: 3, echo: EchoMode::AfterResponse }
+        Self {
+            workers: 1,
+            debounce_ms: 200,
+            max_failures: 3,
+            echo: EchoMode::AfterResponse,
+        }
     }
 }
 
@@ -85,7 +92,11 @@ impl Stack {
             database_url: SecretString::from(stack.database_url.clone()),
             database_max_connections: 2,
         };
-        omnidm_shared::db::connect_and_migrate(&database).await.expect("test database migrates").close().await;
+        omnidm_shared::db::connect_and_migrate(&database)
+            .await
+            .expect("test database migrates")
+            .close()
+            .await;
         stack.seed_tenant().await;
         for _ in 0..stack.options.workers {
             stack.start_worker().await;
@@ -100,13 +111,18 @@ impl Stack {
             ingest_max_in_flight: 1024,
             publish_timeout_ms: 5_000,
             amqp_publish_channels: 2,
-            amqp: AmqpConfig { amqp_url: SecretString::from(AMQP_URL.to_string()), queue_prefix: self.prefix.clone() },
+            amqp: AmqpConfig {
+                amqp_url: SecretString::from(AMQP_URL.to_string()),
+                queue_prefix: self.prefix.clone(),
+            },
             meta: MetaConfig {
                 instagram_app_secret: SecretString::from(SECRET.to_string()),
                 meta_graph_url: self.sim.graph_url(),
                 meta_login: MetaLogin::Facebook,
             },
-            telemetry: TelemetryConfig { log_format: LogFormat::Text },
+            telemetry: TelemetryConfig {
+                log_format: LogFormat::Text,
+            },
         };
         let app = Ingest::build(config).await.unwrap();
         assert!(app.broker().wait_connected(Duration::from_secs(10)).await);
@@ -162,7 +178,11 @@ impl Stack {
     /// Starts a worker as a separate OS process (so a test can SIGKILL it).
     pub fn spawn_worker_process(&self) -> tokio::process::Child {
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_worker"));
-        command.arg("run").envs(self.worker_env()).env("RUST_LOG", "warn").kill_on_drop(true);
+        command
+            .arg("run")
+            .envs(self.worker_env())
+            .env("RUST_LOG", "warn")
+            .kill_on_drop(true);
         command.spawn().expect("worker binary starts")
     }
 
@@ -173,9 +193,15 @@ impl Stack {
             .execute(&pool)
             .await
             .unwrap();
-        let keyring = omnidm_shared::crypto::Keyring::new(omnidm_shared::crypto::Key::from_base64(&self.key).unwrap(), vec![]);
+        let keyring = omnidm_shared::crypto::Keyring::new(
+            omnidm_shared::crypto::Key::from_base64(&self.key).unwrap(),
+            vec![],
+        );
         let aad = omnidm_worker::store::credentials::token_associated_data(self.credential_id);
-        let token = keyring.encrypt(&SecretString::from(self.account.page_token.clone()), aad.as_bytes());
+        let token = keyring.encrypt(
+            &SecretString::from(self.account.page_token.clone()),
+            aad.as_bytes(),
+        );
         sqlx::query(
             "INSERT INTO instagram_credentials (id, customer_id, account_id, page_id, username, access_token_enc, token_key_id)
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -194,7 +220,9 @@ impl Stack {
 
     /// A pool on the test's own database (created by the first worker's migrations).
     pub async fn db(&self) -> PgPool {
-        PgPool::connect(&self.database_url).await.expect("test database exists")
+        PgPool::connect(&self.database_url)
+            .await
+            .expect("test database exists")
     }
 
     pub async fn post(&self, body: Vec<u8>) -> u16 {
@@ -213,13 +241,24 @@ impl Stack {
 
     /// Posts a customer's text DM.
     pub async fn dm(&self, user: &str, mid: &str, text: &str, timestamp_ms: i64) {
-        let body = omnidm_sim::webhook::payload::text_message(&self.account.ig_account_id, user, mid, text, timestamp_ms);
+        let body = omnidm_sim::webhook::payload::text_message(
+            &self.account.ig_account_id,
+            user,
+            mid,
+            text,
+            timestamp_ms,
+        );
         assert_eq!(self.post(body).await, 200);
     }
 
     /// Texts the sim sent to `user`, in order.
     pub fn sent_to(&self, user: &str) -> Vec<String> {
-        self.sim.sent_messages().into_iter().filter(|m| m.recipient_id == user).map(|m| m.text).collect()
+        self.sim
+            .sent_messages()
+            .into_iter()
+            .filter(|m| m.recipient_id == user)
+            .map(|m| m.text)
+            .collect()
     }
 
     pub async fn stop(mut self) {
@@ -233,20 +272,34 @@ impl Stack {
         cleanup_queues(&Topology::new(self.prefix.clone())).await;
         let admin = PgPool::connect(ADMIN_DB).await.unwrap();
         let name = self.database_url.rsplit('/').next().unwrap().to_owned();
-        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).execute(&admin).await;
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+            .execute(&admin)
+            .await;
     }
 }
 
 pub async fn cleanup_queues(topology: &Topology) {
     use lapin::{Connection, ConnectionProperties};
-    let Ok(connection) = Connection::connect(AMQP_URL, ConnectionProperties::default()).await else { return };
-    let Ok(channel) = connection.create_channel().await else { return };
-    let mut queues = vec![topology.jobs_queue(), topology.rejected_queue(), topology.dead_queue()];
+    let Ok(connection) = Connection::connect(AMQP_URL, ConnectionProperties::default()).await else {
+        return;
+    };
+    let Ok(channel) = connection.create_channel().await else {
+        return;
+    };
+    let mut queues = vec![
+        topology.jobs_queue(),
+        topology.rejected_queue(),
+        topology.dead_queue(),
+    ];
     queues.extend(RETRY_TIERS.iter().map(|t| topology.retry_queue(*t)));
     for queue in queues {
         let _ = channel.queue_delete(queue.into(), Default::default()).await;
     }
-    for exchange in [topology.work_exchange(), topology.dead_exchange(), topology.retry_exchange()] {
+    for exchange in [
+        topology.work_exchange(),
+        topology.dead_exchange(),
+        topology.retry_exchange(),
+    ] {
         let _ = channel.exchange_delete(exchange.into(), Default::default()).await;
     }
     let _ = connection.close(200, "done".into()).await;

@@ -1,0 +1,197 @@
+//! [`SimHandle`]: the in-process control surface of a running sim.
+//!
+//! A test holds one (it is `Clone`, an `Arc` inside) to learn the URLs to configure the service with,
+//! register accounts, inject faults, change behaviour and read what the service did. The `/_sim/` control
+//! API ([`crate::control`]) exposes the same operations to other processes.
+
+use crate::account::SimAccount;
+use crate::fault::{Fault, FaultTarget};
+use crate::records::{AiRequest, EchoDelivery, GraphRequest, RejectedSend, SentMessage, SimCounters};
+use crate::server::EchoMode;
+use crate::state::{lock, SimState};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// A running sim. Cloning is cheap; the server stops when the last clone is dropped.
+#[derive(Debug, Clone)]
+pub struct SimHandle {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    state: Arc<SimState>,
+    addr: SocketAddr,
+    base_url: String,
+    /// Set to `true` to stop the server; dropping it (with the last handle) stops it too.
+    stop: watch::Sender<bool>,
+}
+
+impl SimHandle {
+    pub(crate) fn new(state: Arc<SimState>, addr: SocketAddr, stop: watch::Sender<bool>) -> Self {
+        let base_url = format!("http://{addr}");
+        Self {
+            inner: Arc::new(Inner {
+                state,
+                addr,
+                base_url,
+                stop,
+            }),
+        }
+    }
+
+    fn state(&self) -> &SimState {
+        &self.inner.state
+    }
+
+    /// The address the sim listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.inner.addr
+    }
+
+    /// `http://127.0.0.1:<port>`, the root of every route.
+    pub fn base_url(&self) -> &str {
+        &self.inner.base_url
+    }
+
+    /// The value for `META_GRAPH_URL` (`{base}/graph/v25.0`; any version segment is served).
+    pub fn graph_url(&self) -> String {
+        format!("{}/graph/v25.0", self.base_url())
+    }
+
+    /// The value for `AI_BASE_URL`.
+    pub fn ai_base_url(&self) -> String {
+        format!("{}/ai/v1", self.base_url())
+    }
+
+    /// The value for `META_OAUTH_DIALOG_URL`.
+    pub fn oauth_dialog_url(&self) -> String {
+        format!("{}/dialog/oauth", self.base_url())
+    }
+
+    /// Stops serving: new connections are refused and idle ones closed at once, so callers see an
+    /// outage; requests already being answered finish.
+    pub fn shutdown(&self) {
+        self.inner.stop.send_replace(true);
+    }
+
+    /// Registers (or replaces, by page id) an account so its tokens are accepted.
+    pub fn add_account(&self, account: SimAccount) {
+        lock(&self.state().registry).add_account(account);
+    }
+
+    /// Every registered account, ordered by page id.
+    pub fn accounts(&self) -> Vec<SimAccount> {
+        lock(&self.state().registry).accounts()
+    }
+
+    /// Makes a token fail with 190/460 from now on (a password change or removed role).
+    pub fn revoke_token(&self, token: &str) {
+        lock(&self.state().registry).revoke(token);
+    }
+
+    /// The accounts an OAuth login grants from now on (they are registered too).
+    pub fn set_oauth_accounts(&self, accounts: Vec<SimAccount>) {
+        lock(&self.state().registry).set_oauth_accounts(accounts);
+    }
+
+    /// Whether the OAuth dialog refuses, as when the user clicks "Cancel".
+    pub fn set_oauth_deny(&self, deny: bool) {
+        lock(&self.state().registry).oauth_deny = deny;
+    }
+
+    /// The fields a page is subscribed to, or `None` when it is not subscribed.
+    pub fn subscriptions(&self, page_id: &str) -> Option<Vec<String>> {
+        lock(&self.state().registry).subscriptions(page_id)
+    }
+
+    /// Sets when echoes are posted.
+    pub fn set_echo(&self, mode: EchoMode) {
+        lock(&self.state().settings).echo = mode;
+    }
+
+    /// Sets where echoes are posted and the app secret that signs them.
+    pub fn set_echo_target(&self, webhook_url: impl Into<String>, app_secret: impl Into<String>) {
+        let mut settings = lock(&self.state().settings);
+        settings.echo_url = Some(webhook_url.into());
+        settings.echo_secret = Some(app_secret.into());
+    }
+
+    /// A fixed AI answer (`Some`), or back to the quoting answer (`None`).
+    pub fn set_ai_reply(&self, reply: Option<String>) {
+        lock(&self.state().settings).ai_reply = reply;
+    }
+
+    /// How long each chat completion takes from now on.
+    pub fn set_ai_latency(&self, latency: Duration) {
+        lock(&self.state().settings).ai_latency = latency;
+    }
+
+    /// The next `count` calls to `target` get `fault`, after any faults already queued (FIFO).
+    pub fn push_faults(&self, target: FaultTarget, fault: Fault, count: u32) {
+        lock(&self.state().faults).push(target, fault, count);
+    }
+
+    /// Every call to `target` gets `fault` (once the queue is empty) until cleared with `None`.
+    pub fn set_fault(&self, target: FaultTarget, fault: Option<Fault>) {
+        lock(&self.state().faults).set(target, fault);
+    }
+
+    /// Removes every queued and standing fault.
+    pub fn clear_faults(&self) {
+        lock(&self.state().faults).clear();
+    }
+
+    /// Back to the state right after start: accounts and settings from the options, no faults, no
+    /// records, no subscriptions.
+    pub fn reset(&self) {
+        self.state().reset();
+    }
+
+    /// Messages the Send API accepted, in order.
+    pub fn sent_messages(&self) -> Vec<SentMessage> {
+        self.state().records.sent_messages()
+    }
+
+    /// Send API calls refused for their content, in order.
+    pub fn rejected_sends(&self) -> Vec<RejectedSend> {
+        self.state().records.rejected_sends()
+    }
+
+    /// Every Graph API call, in order of arrival.
+    pub fn graph_requests(&self) -> Vec<GraphRequest> {
+        self.state().records.graph_requests()
+    }
+
+    /// Every chat-completions call, in order of arrival.
+    pub fn ai_requests(&self) -> Vec<AiRequest> {
+        self.state().records.ai_requests()
+    }
+
+    /// Every echo webhook posted and how the endpoint answered.
+    pub fn echo_deliveries(&self) -> Vec<EchoDelivery> {
+        self.state().records.echo_deliveries()
+    }
+
+    /// Counters, kept even when recording is off.
+    pub fn counters(&self) -> SimCounters {
+        self.state().records.counters()
+    }
+
+    /// Waits until at least `count` messages were sent, polling every 10 ms for at most `timeout`.
+    /// Returns the messages, or `None` on timeout, so a test never sleeps blindly.
+    pub async fn wait_for_sent(&self, count: usize, timeout: Duration) -> Option<Vec<SentMessage>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if self.counters().sent >= count as u64 {
+                return Some(self.sent_messages());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! The load generator against a tiny local endpoint that verifies every signature.
+
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::Router;
+use bytes::Bytes;
+use omnidm_shared::signature::{WebhookVerifier, SIGNATURE_HEADER};
+use omnidm_sim::load::{self, LoadMode, LoadOptions};
+use secrecy::SecretString;
+use serde_json::Value;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Starts an endpoint that answers 200 to correctly signed bodies and keeps each body's mid and sender.
+async fn endpoint() -> (String, Arc<Mutex<Vec<(String, String)>>>) {
+    let verifier = WebhookVerifier::new(vec![SecretString::from("s".to_string())]);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let kept = seen.clone();
+    let app = Router::new().route(
+        "/hook",
+        post(move |headers: HeaderMap, body: Bytes| async move {
+            let Ok(verified) = verifier.verify(headers.get(SIGNATURE_HEADER).map(|v| v.as_bytes()), body)
+            else {
+                return StatusCode::FORBIDDEN;
+            };
+            let value: Value = serde_json::from_slice(verified.as_bytes()).unwrap();
+            let event = &value["entry"][0]["messaging"][0];
+            let mid = event["message"]["mid"].as_str().unwrap().to_string();
+            let sender = event["sender"]["id"].as_str().unwrap().to_string();
+            kept.lock().unwrap().push((mid, sender));
+            StatusCode::OK
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, seen)
+}
+
+fn options(url: String, mode: LoadMode) -> LoadOptions {
+    LoadOptions {
+        url,
+        secret: "s".to_string(),
+        senders: 10,
+        mode,
+        concurrency: 4,
+        duration: Duration::from_millis(400),
+        warmup: Duration::from_millis(100),
+        ..LoadOptions::default()
+    }
+}
+
+#[tokio::test]
+async fn a_closed_loop_run_reports_only_accepted_signed_unique_requests() {
+    let (url, seen) = endpoint().await;
+    let report = load::run(&options(url, LoadMode::Closed)).await.unwrap();
+
+    assert!(report.requests > 0);
+    assert_eq!(report.accepted(), report.requests, "{report}");
+    assert_eq!(report.transport_errors, 0);
+    assert!(report.events_per_sec > 0.0);
+    let l = report.latency_ms;
+    assert!(0.0 < l.p50 && l.p50 <= l.p90 && l.p90 <= l.p99 && l.p99 <= l.p999 && l.p999 <= l.max);
+
+    let seen = seen.lock().unwrap();
+    assert!(
+        seen.len() as u64 > report.requests,
+        "warm-up requests were sent but not counted"
+    );
+    assert_eq!(
+        seen.iter().map(|(mid, _)| mid).collect::<HashSet<_>>().len(),
+        seen.len()
+    );
+    assert_eq!(
+        seen.iter()
+            .map(|(_, sender)| sender)
+            .collect::<HashSet<_>>()
+            .len(),
+        10
+    );
+}
+
+#[tokio::test]
+async fn an_open_loop_run_sends_at_the_requested_rate() {
+    let (url, _) = endpoint().await;
+    let report = load::run(&options(url, LoadMode::Open { rate: 200.0 }))
+        .await
+        .unwrap();
+    // 200/s for 0.4 s is 80 requests, give or take the edges of the window.
+    assert!((78..=82).contains(&report.requests), "{report}");
+    assert_eq!(report.accepted(), report.requests);
+}
+
+#[tokio::test]
+async fn a_wrong_secret_shows_up_as_403s_and_no_events() {
+    let (url, _) = endpoint().await;
+    let report = load::run(&LoadOptions {
+        secret: "wrong".to_string(),
+        ..options(url, LoadMode::Closed)
+    })
+    .await
+    .unwrap();
+    assert!(report.by_status.get(&403).copied().unwrap_or(0) > 0);
+    assert_eq!(report.events_per_sec, 0.0);
+}

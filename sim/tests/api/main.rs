@@ -1,0 +1,10 @@
+//! Integration tests of the sim itself, over real HTTP on loopback: one binary, one module per area.
+
+mod ai;
+mod control;
+mod echo;
+mod faults;
+mod graph;
+mod helpers;
+mod load;
+mod oauth;
