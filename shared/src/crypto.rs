@@ -140,6 +140,11 @@ impl Keyring {
     }
 }
 
+/// The associated data binding an access-token ciphertext to its credential row.
+pub fn token_associated_data(credential_id: impl std::fmt::Display) -> String {
+    format!("instagram_credentials:{credential_id}:access_token")
+}
+
 /// A fresh random key as base64, for `.env` files, tests and the demo.
 pub fn generate_key_base64() -> String {
     STANDARD.encode(Aes256Gcm::generate_key(&mut OsRng))

@@ -143,7 +143,7 @@ async fn seed(pool: &sqlx::PgPool, account: &SimAccount, key: &str) -> anyhow::R
         .execute(pool)
         .await?;
     let credential_id = Uuid::new_v4();
-    let aad = format!("instagram_credentials:{credential_id}:access_token");
+    let aad = omnidm_shared::crypto::token_associated_data(credential_id);
     let token = keyring.encrypt(&SecretString::from(account.page_token.clone()), aad.as_bytes());
     sqlx::query(
         "INSERT INTO instagram_credentials (id, customer_id, account_id, page_id, username, access_token_enc, token_key_id)

@@ -39,10 +39,7 @@ impl Credential {
     }
 }
 
-/// The associated data binding a token ciphertext to its row.
-pub fn token_associated_data(credential_id: Uuid) -> String {
-    format!("instagram_credentials:{credential_id}:access_token")
-}
+pub use omnidm_shared::crypto::token_associated_data;
 
 const SELECT: &str = "SELECT c.id, c.customer_id, c.channel, c.account_id, c.status, c.send_paused_until,
         c.access_token_enc, cu.system_prompt
