@@ -90,6 +90,25 @@ pub enum MetaLogin {
     Instagram,
 }
 
+impl MetaLogin {
+    /// The value stored in `instagram_credentials.login`.
+    pub fn as_stored(self) -> &'static str {
+        match self {
+            MetaLogin::Facebook => "facebook",
+            MetaLogin::Instagram => "instagram",
+        }
+    }
+
+    /// Reads a stored value; anything but `instagram` is the seed's Facebook Login.
+    pub fn from_stored(value: &str) -> Self {
+        if value == "instagram" {
+            MetaLogin::Instagram
+        } else {
+            MetaLogin::Facebook
+        }
+    }
+}
+
 /// Meta app settings shared by webhook verification, the OAuth flow and Graph calls.
 #[derive(Debug, Clone, Args)]
 pub struct MetaConfig {
@@ -106,6 +125,14 @@ pub struct MetaConfig {
     /// `facebook` (Page-linked, as in the seed) or `instagram` (Instagram Login).
     #[arg(long, env = "META_LOGIN", value_enum, default_value_t = MetaLogin::Facebook)]
     pub meta_login: MetaLogin,
+    /// Instagram Login's Graph host including its version (`graph.instagram.com`): sends, token
+    /// exchange and refresh for accounts connected with `META_LOGIN=instagram`.
+    #[arg(
+        long,
+        env = "META_INSTAGRAM_GRAPH_URL",
+        default_value = "https://graph.instagram.com/v25.0"
+    )]
+    pub meta_instagram_graph_url: String,
 }
 
 impl MetaConfig {
@@ -133,7 +160,13 @@ impl MetaConfig {
     /// Checks the values clap could not.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.app_secrets()?;
-        validate_url("META_GRAPH_URL", &self.meta_graph_url)
+        validate_url("META_GRAPH_URL", &self.meta_graph_url)?;
+        validate_url("META_INSTAGRAM_GRAPH_URL", &self.meta_instagram_graph_url)
+    }
+
+    /// The app secret used to call Meta (the first of the list).
+    pub fn api_secret(&self) -> Result<SecretString, ConfigError> {
+        Ok(self.app_secrets()?.swap_remove(0))
     }
 }
 
@@ -207,6 +240,58 @@ impl CryptoConfig {
     }
 }
 
+/// The "Connect Instagram" OAuth flow and the dashboard it returns to.
+#[derive(Debug, Clone, Args)]
+pub struct ConnectConfig {
+    /// The Meta app id (Instagram app id with `META_LOGIN=instagram`), sent as the dialog's `client_id`.
+    #[arg(long, env = "INSTAGRAM_APP_ID")]
+    pub instagram_app_id: String,
+    /// Must equal the redirect URI configured in the Meta dashboard (it points at `/api/instagram/callback`).
+    #[arg(long, env = "INSTAGRAM_REDIRECT_URI")]
+    pub instagram_redirect_uri: String,
+    /// The dashboard's base URL: the OAuth flow ends with a redirect to its integrations page.
+    #[arg(long, env = "APP_URL", default_value = "http://localhost:3000")]
+    pub app_url: String,
+    /// Facebook Login dialog (`META_LOGIN=facebook`).
+    #[arg(
+        long,
+        env = "META_OAUTH_DIALOG_URL",
+        default_value = "https://www.facebook.com/v25.0/dialog/oauth"
+    )]
+    pub meta_oauth_dialog_url: String,
+    /// Instagram Login authorize page (`META_LOGIN=instagram`).
+    #[arg(
+        long,
+        env = "META_INSTAGRAM_AUTHORIZE_URL",
+        default_value = "https://www.instagram.com/oauth/authorize"
+    )]
+    pub meta_instagram_authorize_url: String,
+    /// Instagram Login code exchange endpoint (`META_LOGIN=instagram`).
+    #[arg(
+        long,
+        env = "META_INSTAGRAM_TOKEN_URL",
+        default_value = "https://api.instagram.com/oauth/access_token"
+    )]
+    pub meta_instagram_token_url: String,
+}
+
+impl ConnectConfig {
+    /// Checks the values clap could not.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.instagram_app_id.trim().is_empty() {
+            return Err(ConfigError::new("INSTAGRAM_APP_ID", "must not be empty"));
+        }
+        validate_url("INSTAGRAM_REDIRECT_URI", &self.instagram_redirect_uri)?;
+        validate_url("APP_URL", &self.app_url)?;
+        validate_url("META_OAUTH_DIALOG_URL", &self.meta_oauth_dialog_url)?;
+        validate_url("META_INSTAGRAM_AUTHORIZE_URL", &self.meta_instagram_authorize_url)?;
+        validate_url("META_INSTAGRAM_TOKEN_URL", &self.meta_instagram_token_url)
+    }
+}
+
+/// Shortest admin token accepted: a bearer token guessable by brute force protects nothing.
+pub const MIN_ADMIN_TOKEN_LEN: usize = 16;
+
 /// Checks that `value` is an absolute http(s) URL.
 pub fn validate_url(variable: &'static str, value: &str) -> Result<(), ConfigError> {
     match reqwest_like_scheme(value) {
@@ -242,6 +327,7 @@ mod tests {
             instagram_app_secret: SecretString::from(" a, b ,,".to_string()),
             meta_graph_url: "http://127.0.0.1:1/graph".into(),
             meta_login: MetaLogin::Facebook,
+            meta_instagram_graph_url: "http://127.0.0.1:1/ig".into(),
         };
         let secrets: Vec<String> = meta
             .app_secrets()
@@ -258,6 +344,7 @@ mod tests {
             instagram_app_secret: SecretString::from(" , ".to_string()),
             meta_graph_url: "http://x".into(),
             meta_login: MetaLogin::Facebook,
+            meta_instagram_graph_url: "http://y".into(),
         };
         assert!(meta
             .validate()
@@ -299,6 +386,32 @@ pub struct IngestConfig {
     /// Confirm-mode channels in the publishing pool.
     #[arg(long, env = "AMQP_PUBLISH_CHANNELS", default_value_t = 4)]
     pub amqp_publish_channels: usize,
+    /// Open connections ingest accepts at once; beyond it new connections are closed at once, so idle or
+    /// slow clients cannot exhaust the process.
+    #[arg(long, env = "INGEST_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub ingest_max_connections: usize,
+    /// Time a client has to send a request's headers (also how long an idle keep-alive connection
+    /// stays open): slow-header ("slowloris") clients are cut off.
+    #[arg(long, env = "INGEST_HEADER_TIMEOUT_MS", default_value_t = 5_000)]
+    pub ingest_header_timeout_ms: u64,
+    /// Time limit for a whole webhook request, body and publishing included (a client stalling mid-body
+    /// is cut off with 408); the OAuth, admin and dashboard routes get at least 75 s. Must exceed
+    /// PUBLISH_TIMEOUT_MS.
+    #[arg(long, env = "INGEST_REQUEST_TIMEOUT_MS", default_value_t = 15_000)]
+    pub ingest_request_timeout_ms: u64,
+    /// Bearer token of the admin API (`Authorization: Bearer …`) and the dashboard login; at least 16
+    /// characters.
+    #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: SecretString,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub connect: ConnectConfig,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub database: DatabaseConfig,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub crypto: CryptoConfig,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub amqp: AmqpConfig,
@@ -323,6 +436,26 @@ impl IngestConfig {
         if self.ingest_max_in_flight == 0 {
             return Err(ConfigError::new("INGEST_MAX_IN_FLIGHT", "must be at least 1"));
         }
+        if self.ingest_max_connections == 0 {
+            return Err(ConfigError::new("INGEST_MAX_CONNECTIONS", "must be at least 1"));
+        }
+        if self.ingest_header_timeout_ms == 0 {
+            return Err(ConfigError::new("INGEST_HEADER_TIMEOUT_MS", "must be at least 1"));
+        }
+        if self.ingest_request_timeout_ms <= self.publish_timeout_ms {
+            return Err(ConfigError::new(
+                "INGEST_REQUEST_TIMEOUT_MS",
+                "must be longer than PUBLISH_TIMEOUT_MS",
+            ));
+        }
+        if self.admin_token.expose_secret().trim().len() < MIN_ADMIN_TOKEN_LEN {
+            return Err(ConfigError::new(
+                "ADMIN_TOKEN",
+                format!("must be at least {MIN_ADMIN_TOKEN_LEN} characters"),
+            ));
+        }
+        self.connect.validate()?;
+        self.crypto.keyring()?;
         self.meta.validate()
     }
 
@@ -367,6 +500,23 @@ pub struct WorkerConfig {
     /// After SIGTERM, how long in-flight jobs may run before the process exits (the rest are redelivered).
     #[arg(long, env = "WORKER_DRAIN_SECONDS", default_value_t = 25, global = true)]
     pub worker_drain_seconds: u64,
+    /// How often each connected account is compared with Meta's Conversations API to recover DMs no
+    /// webhook delivered (one worker per account at a time, at most 2 calls/s per account).
+    #[arg(
+        long,
+        env = "RECONCILE_INTERVAL_SECONDS",
+        default_value_t = 300,
+        global = true
+    )]
+    pub reconcile_interval_seconds: u64,
+    /// How often the token lifecycle job checks every credential (one worker of the fleet runs it).
+    #[arg(
+        long,
+        env = "TOKEN_CHECK_INTERVAL_SECONDS",
+        default_value_t = 3_600,
+        global = true
+    )]
+    pub token_check_interval_seconds: u64,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub database: DatabaseConfig,
@@ -398,6 +548,18 @@ impl WorkerConfig {
         }
         if self.job_max_failures == 0 {
             return Err(ConfigError::new("JOB_MAX_FAILURES", "must be at least 1"));
+        }
+        if self.reconcile_interval_seconds == 0 {
+            return Err(ConfigError::new(
+                "RECONCILE_INTERVAL_SECONDS",
+                "must be at least 1",
+            ));
+        }
+        if self.token_check_interval_seconds == 0 {
+            return Err(ConfigError::new(
+                "TOKEN_CHECK_INTERVAL_SECONDS",
+                "must be at least 1",
+            ));
         }
         self.meta.validate()?;
         self.ai.validate()?;

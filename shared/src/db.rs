@@ -41,8 +41,9 @@ async fn create_if_missing(url: &str) -> Result<(), sqlx::Error> {
         return Ok(());
     }
     match sqlx::Postgres::create_database(url).await {
-        // Another process created it between our check and our create.
-        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => Ok(()),
+        // Another process created it between our check and our create (42P04), or at the same moment
+        // (23505 on pg_database's unique index): either way it exists now.
+        Err(sqlx::Error::Database(e)) if matches!(e.code().as_deref(), Some("42P04" | "23505")) => Ok(()),
         other => other,
     }
 }

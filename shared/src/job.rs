@@ -13,9 +13,23 @@ use uuid::Uuid;
 /// A queued unit of work: one messaging event out of a Meta webhook batch.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Job<'a> {
-    /// The first (and so far only) version.
+    /// A Meta event (version 1).
     #[serde(rename = "v1", borrow)]
     V1(JobV1<'a>),
+    /// Work of our own, not from Meta: an account came back (reconnected) and what waited for it
+    /// (parked replies, unanswered messages) should go out now rather than at the next sweep.
+    #[serde(rename = "resume")]
+    Resume(ResumeJob),
+}
+
+/// Resumes an account's parked work. Idempotent: running it twice sends nothing twice, because the
+/// reply pass only sends what is still queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResumeJob {
+    /// Unique per published job (logs, AMQP `message_id`).
+    pub job_id: Uuid,
+    /// The credential (connected account) whose conversations to resume.
+    pub credential_id: Uuid,
 }
 
 /// Version 1 of [`Job`]. Borrowed fields keep ingest's hot path free of copies.
@@ -94,10 +108,26 @@ mod tests {
             event,
         });
         let bytes = job.to_vec();
-        let Job::V1(back) = Job::from_slice(&bytes).unwrap();
+        let Ok(Job::V1(back)) = Job::from_slice(&bytes) else {
+            panic!("a v1 job reads back as v1");
+        };
         assert_eq!(back.event.get(), raw);
         assert_eq!(back.entry_id, "178");
         assert!(!back.recovered);
+    }
+
+    #[test]
+    fn a_resume_job_round_trips() {
+        let job = Job::Resume(ResumeJob {
+            job_id: Uuid::now_v7(),
+            credential_id: Uuid::new_v4(),
+        });
+        let bytes = job.to_vec();
+        assert!(bytes.starts_with(br#"{"resume":"#));
+        match (Job::from_slice(&bytes).unwrap(), job) {
+            (Job::Resume(a), Job::Resume(b)) => assert_eq!(a, b),
+            _ => panic!("resume reads back as resume"),
+        }
     }
 
     #[test]

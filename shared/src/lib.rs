@@ -3,6 +3,7 @@
 //! One module per concept: configuration, the queue topology, the job message, Meta's payload types,
 //! webhook signatures, token encryption, the database, AMQP connection management and telemetry.
 
+pub mod account_events;
 pub mod amqp;
 pub mod config;
 pub mod crypto;

@@ -92,6 +92,61 @@ impl SimHandle {
         lock(&self.state().registry).revoke(token);
     }
 
+    /// Records a DM a customer wrote to an account, as Meta stores it: visible through the
+    /// Conversations API whether or not a webhook announces it (post the webhook yourself for that, or
+    /// not, to play Meta dropping it).
+    pub fn add_inbound_message(
+        &self,
+        ig_account_id: &str,
+        user_id: &str,
+        mid: &str,
+        text: &str,
+        timestamp_ms: i64,
+    ) {
+        lock(&self.state().registry)
+            .inbox
+            .entry(ig_account_id.to_string())
+            .or_default()
+            .push(crate::state::InboxMessage {
+                user_id: user_id.to_string(),
+                mid: mid.to_string(),
+                text: text.to_string(),
+                timestamp_ms,
+            });
+    }
+
+    /// Plays Meta removing the app's webhook subscription of a page (after an hour of failed
+    /// deliveries): `subscribed_apps` lists nothing until the service subscribes again.
+    pub fn unsubscribe(&self, page_id: &str) {
+        lock(&self.state().registry).unsubscribe(page_id);
+    }
+
+    /// Makes every later call with `token` fail as expired (190/463), as Meta does after its lifetime.
+    pub fn expire_token(&self, token: &str) {
+        lock(&self.state().registry).expire(token);
+    }
+
+    /// The Instagram Login tokens the sim issued for an Instagram account (short-, long-lived and
+    /// refreshed), oldest first: a test learns the current one to expire it or compare after a refresh.
+    pub fn instagram_tokens(&self, ig_account_id: &str) -> Vec<String> {
+        lock(&self.state().registry).instagram_tokens(ig_account_id)
+    }
+
+    /// Instagram Login's authorize page (`META_INSTAGRAM_AUTHORIZE_URL`).
+    pub fn instagram_authorize_url(&self) -> String {
+        format!("{}/instagram/oauth/authorize", self.base_url())
+    }
+
+    /// Instagram Login's code exchange (`META_INSTAGRAM_TOKEN_URL`).
+    pub fn instagram_token_url(&self) -> String {
+        format!("{}/instagram/oauth/access_token", self.base_url())
+    }
+
+    /// The `graph.instagram.com` stand-in (`META_INSTAGRAM_GRAPH_URL`).
+    pub fn instagram_graph_url(&self) -> String {
+        format!("{}/ig-graph/v25.0", self.base_url())
+    }
+
     /// The accounts an OAuth login grants from now on (they are registered too).
     pub fn set_oauth_accounts(&self, accounts: Vec<SimAccount>) {
         lock(&self.state().registry).set_oauth_accounts(accounts);

@@ -29,6 +29,15 @@ pub(crate) enum TokenOwner {
     User(Vec<SimAccount>),
 }
 
+/// A customer's DM as the Conversations API lists it.
+#[derive(Debug, Clone)]
+pub(crate) struct InboxMessage {
+    pub(crate) user_id: String,
+    pub(crate) mid: String,
+    pub(crate) text: String,
+    pub(crate) timestamp_ms: i64,
+}
+
 /// An OAuth code the dialog issued and nobody has exchanged yet.
 #[derive(Debug, Clone)]
 struct PendingCode {
@@ -47,6 +56,13 @@ pub(crate) struct Registry {
     oauth_pages: Vec<String>,
     /// Whether the dialog refuses (the user clicked "Cancel").
     pub(crate) oauth_deny: bool,
+    /// Tokens that expired (190/463), as opposed to revoked ones (190/460).
+    expired: HashSet<String>,
+    /// Instagram Login tokens issued per Instagram account id, oldest first.
+    instagram_tokens: HashMap<String, Vec<String>>,
+    /// DMs customers wrote, per Instagram account id, as the Conversations API shows them (whether or
+    /// not a webhook announced them).
+    pub(crate) inbox: HashMap<String, Vec<InboxMessage>>,
     subscriptions: HashMap<String, Vec<String>>,
 }
 
@@ -112,6 +128,9 @@ impl Registry {
         })?;
         if self.revoked.contains(token) {
             return Err(MetaError::revoked_token());
+        }
+        if self.expired.contains(token) {
+            return Err(MetaError::invalid_token());
         }
         if let Some(account) = self.page_tokens.get(token).and_then(|p| self.accounts.get(p)) {
             return Ok(TokenOwner::Page(account.clone()));
@@ -184,6 +203,52 @@ impl Registry {
         token
     }
 
+    pub(crate) fn expire(&mut self, token: &str) {
+        self.expired.insert(token.to_string());
+    }
+
+    /// Instagram Login: exchanges the authorize page's code for a short-lived Instagram token of the
+    /// first OAuth account (Instagram Login grants exactly one professional account).
+    pub(crate) fn exchange_instagram_code(
+        &mut self,
+        code: &str,
+        redirect_uri: Option<&str>,
+    ) -> Result<(String, SimAccount), String> {
+        let pending = self
+            .codes
+            .remove(code)
+            .ok_or_else(|| "Matching code was not found or was already used".to_string())?;
+        if redirect_uri != Some(pending.redirect_uri.as_str()) {
+            return Err("Error validating verification code. Please make sure your redirect_uri is identical to the one you used in the OAuth dialog request".into());
+        }
+        let account = self
+            .oauth_pages
+            .first()
+            .and_then(|p| self.accounts.get(p))
+            .cloned()
+            .ok_or_else(|| "No Instagram professional account was authorised".to_string())?;
+        Ok((self.mint_instagram_token("SHORT", &account), account))
+    }
+
+    /// A new Instagram Login token acting for `account` (sends, `me`, `subscribed_apps`).
+    pub(crate) fn mint_instagram_token(&mut self, kind: &str, account: &SimAccount) -> String {
+        let token = format!("IGQsim{kind}{}", uuid::Uuid::new_v4().simple());
+        self.page_tokens.insert(token.clone(), account.page_id.clone());
+        self.instagram_tokens
+            .entry(account.ig_account_id.clone())
+            .or_default()
+            .push(token.clone());
+        token
+    }
+
+    /// Instagram Login tokens issued for an account, oldest first.
+    pub(crate) fn instagram_tokens(&self, ig_account_id: &str) -> Vec<String> {
+        self.instagram_tokens
+            .get(ig_account_id)
+            .cloned()
+            .unwrap_or_default()
+    }
+
     pub(crate) fn subscribe(&mut self, page_id: &str, fields: Vec<String>) {
         self.subscriptions.insert(page_id.to_string(), fields);
     }
@@ -241,6 +306,7 @@ impl SimState {
             records: Records::new(options.record),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
+                .pool_idle_timeout(crate::webhook::POOL_IDLE_TIMEOUT)
                 .build()
                 .unwrap_or_else(|_| reqwest::Client::new()),
             options,

@@ -8,9 +8,9 @@ use crate::graph::GraphClient;
 use crate::metrics::Metrics;
 use omnidm_shared::amqp::Broker;
 use omnidm_shared::config::WorkerConfig;
+use omnidm_shared::meta::graph::GraphApi;
 use omnidm_shared::ops;
 use omnidm_shared::topology::Topology;
-use secrecy::SecretString;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,6 +24,8 @@ pub struct Application {
     listener: TcpListener,
     consumer: Consumer,
     db_ok: Arc<AtomicBool>,
+    token_check_interval: Duration,
+    reconcile_interval: Duration,
 }
 
 impl Application {
@@ -34,17 +36,15 @@ impl Application {
         let pool = omnidm_shared::db::connect_and_migrate(&config.database).await?;
         let topology = Topology::new(config.amqp.queue_prefix.clone());
         let broker = Broker::start(config.amqp.amqp_url.clone(), topology.clone(), "omnidm-worker", 2);
-        let app_secret: SecretString = config.meta.app_secrets()?.remove(0);
         let ctx = Context {
             pool,
             keyring: config.crypto.keyring()?,
             ai: AiClient::new(&config.ai),
-            graph: GraphClient::new(
-                &config.meta.meta_graph_url,
-                app_secret,
+            graph: GraphClient::new(GraphApi::new(
+                &config.meta,
                 Duration::from_millis(config.send_timeout_ms),
                 Duration::from_secs(config.throttle_default_seconds),
-            ),
+            )?),
             metrics: Metrics::new(),
             worker_id: Uuid::new_v4(),
             debounce: config.debounce(),
@@ -65,6 +65,8 @@ impl Application {
             listener,
             consumer,
             db_ok: Arc::new(AtomicBool::new(true)),
+            token_check_interval: Duration::from_secs(config.token_check_interval_seconds),
+            reconcile_interval: Duration::from_secs(config.reconcile_interval_seconds),
         })
     }
 
@@ -106,11 +108,25 @@ impl Application {
                     .await;
             }
         });
+        let lifecycle = tokio::spawn(crate::lifecycle::run(
+            self.consumer.ctx.clone(),
+            self.token_check_interval,
+            stop_rx.clone(),
+        ));
+        let reconciler = tokio::spawn(crate::reconcile::run(
+            self.consumer.ctx.clone(),
+            self.consumer.broker.clone(),
+            self.consumer.topology.clone(),
+            self.reconcile_interval,
+            stop_rx.clone(),
+        ));
         let consuming = tokio::spawn(self.consumer.run(stop_rx));
         shutdown.await;
         tracing::info!("draining in-flight jobs");
         let _ = stop_tx.send(true);
         let _ = consuming.await;
+        let _ = lifecycle.await;
+        let _ = reconciler.await;
         broker.close().await;
         probe.abort();
         pool.close().await;

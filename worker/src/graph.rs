@@ -1,32 +1,19 @@
-//! Meta's Send API (`POST /me/messages` with the Page token), with errors classified by Meta's codes.
-//!
-//! The token goes in the `Authorization` header, never in the URL, so no error message or log line can
-//! carry it; `appsecret_proof` is added so a leaked token alone is not enough where the app requires it.
+//! Meta's Send API (`POST /me/messages` with the account's token), on the Graph host that issued the
+//! token, with errors classified by Meta's codes. HTTP, `appsecret_proof` and error classification are
+//! `omnidm_shared::meta::graph`'s; this module is only what a send means.
 
-use hmac::{Hmac, Mac};
-use omnidm_shared::meta::graph_error::{classify_response, ErrorClass};
-use secrecy::{ExposeSecret, SecretString};
+use omnidm_shared::meta::graph::{GraphApi, GraphCallError, Host};
+use omnidm_shared::meta::graph_error::ErrorClass;
+use secrecy::SecretString;
 use serde::Deserialize;
-use sha2::Sha256;
-use std::time::Duration;
 
-/// A failed send, classified.
-#[derive(Debug, thiserror::Error)]
-#[error("send failed ({}): {detail}", class.label())]
-pub struct SendError {
-    /// What to do about it.
-    pub class: ErrorClass,
-    /// Meta's code/subcode/message, safe to log.
-    pub detail: String,
-}
+/// A failed send, classified (`class` says whether to retry, pause, park or give up).
+pub type SendError = GraphCallError;
 
-/// Client for the Graph API base configured in `META_GRAPH_URL`.
+/// The Send API client.
 #[derive(Clone)]
 pub struct GraphClient {
-    http: reqwest::Client,
-    base: String,
-    app_secret: SecretString,
-    default_throttle: Duration,
+    api: GraphApi,
 }
 
 #[derive(Deserialize)]
@@ -35,25 +22,21 @@ struct Sent {
 }
 
 impl GraphClient {
-    /// Builds the client.
-    pub fn new(base: &str, app_secret: SecretString, timeout: Duration, default_throttle: Duration) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .expect("a TLS-capable HTTP client builds");
-        Self {
-            http,
-            base: base.trim_end_matches('/').to_owned(),
-            app_secret,
-            default_throttle,
-        }
+    /// Wraps the shared Graph client.
+    pub fn new(api: GraphApi) -> Self {
+        Self { api }
     }
 
-    /// Sends one text message; returns Meta's message id.
+    /// The underlying Graph client (token lifecycle, reconciliation).
+    pub fn api(&self) -> &GraphApi {
+        &self.api
+    }
+
+    /// Sends one text message as the account `token` acts for; returns Meta's message id.
     #[tracing::instrument(name = "send", skip_all)]
     pub async fn send_text(
         &self,
+        host: Host,
         token: &SecretString,
         recipient: &str,
         text: &str,
@@ -63,50 +46,16 @@ impl GraphClient {
             "messaging_type": "RESPONSE",
             "message": {"text": text},
         });
-        let response = self
-            .http
-            .post(format!("{}/me/messages", self.base))
-            .query(&[("appsecret_proof", self.proof(token))])
-            .bearer_auth(token.expose_secret())
-            .json(&body)
-            .send()
+        // A 2xx without a message id means Meta may or may not have sent it: the echo decides.
+        self.api
+            .post::<Sent>(host, "me/messages", &[], Some(token), Some(&body))
             .await
-            .map_err(|e| SendError {
-                class: ErrorClass::Transient,
-                detail: crate::ai::describe(&e),
-            })?;
-        let status = response.status().as_u16();
-        let usage = response
-            .headers()
-            .get("x-business-use-case-usage")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let bytes = response.bytes().await.map_err(|e| SendError {
-            class: ErrorClass::Transient,
-            detail: crate::ai::describe(&e),
-        })?;
-        if (200..300).contains(&status) {
-            return serde_json::from_slice::<Sent>(&bytes)
-                .map(|s| s.message_id)
-                .map_err(|_| SendError {
-                    class: ErrorClass::SentButError,
-                    detail: "2xx without a message_id".into(),
-                });
-        }
-        let (class, error) = classify_response(status, &bytes, usage.as_deref(), self.default_throttle);
-        let detail = format!(
-            "HTTP {status} code {:?} subcode {:?}: {}",
-            error.code,
-            error.error_subcode,
-            error.message.as_deref().unwrap_or("")
-        );
-        Err(SendError { class, detail })
-    }
-
-    fn proof(&self, token: &SecretString) -> String {
-        let mut mac = Hmac::<Sha256>::new_from_slice(self.app_secret.expose_secret().as_bytes())
-            .expect("HMAC accepts keys of any length");
-        mac.update(token.expose_secret().as_bytes());
-        hex::encode(mac.finalize().into_bytes())
+            .map(|sent| sent.message_id)
+            .map_err(|mut error| {
+                if error.is_unreadable_success() {
+                    error.class = ErrorClass::SentButError;
+                }
+                error
+            })
     }
 }

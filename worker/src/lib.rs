@@ -2,7 +2,9 @@
 //! Instagram, once, in order, surviving crashes, redeliveries, AI outages and Meta's throttling.
 //!
 //! Stages have their own modules: [`handle`] (classify, route, persist), [`reply`] (lease, debounce,
-//! AI, send), [`echo`] (our echoes vs a human's), [`consumer`] (ack, delayed retry, dead letters).
+//! AI, send), [`echo`] (our echoes vs a human's), [`consumer`] (ack, delayed retry, dead letters),
+//! [`resume`] (an account back from `reauth_required`), [`lifecycle`] (token refresh and checks),
+//! [`reconcile`] (DMs no webhook delivered, and lost webhook subscriptions).
 
 pub mod ai;
 pub mod app;
@@ -13,8 +15,11 @@ pub mod dead_letters;
 pub mod echo;
 pub mod graph;
 pub mod handle;
+pub mod lifecycle;
 pub mod metrics;
+pub mod reconcile;
 pub mod reply;
+pub mod resume;
 pub mod store;
 
 pub use app::Application;

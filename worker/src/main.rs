@@ -29,6 +29,11 @@ enum Command {
         #[arg(long, default_value_t = usize::MAX)]
         limit: usize,
     },
+    /// Re-encrypt every stored access token with the current ENCRYPTION_KEY (after moving the old key
+    /// to ENCRYPTION_KEYS_PREVIOUS). Safe to run while the fleet is live, and to run again.
+    RotateKeys,
+    /// Create the database if missing and apply the migrations, then exit (a deploy's migration step).
+    Migrate,
 }
 
 #[tokio::main]
@@ -56,6 +61,23 @@ async fn main() -> anyhow::Result<()> {
             let replayed = omnidm_worker::dead_letters::replay(&broker, &topology, limit).await?;
             broker.close().await;
             println!("replayed {replayed} dead-lettered job(s)");
+        }
+        Command::Migrate => {
+            omnidm_shared::db::connect_and_migrate(&cli.config.database)
+                .await?
+                .close()
+                .await;
+            println!("database migrated");
+        }
+        Command::RotateKeys => {
+            let pool = omnidm_shared::db::connect_and_migrate(&cli.config.database).await?;
+            let keyring = cli.config.crypto.keyring()?;
+            let (rotated, current) = omnidm_worker::store::credentials::rotate_keys(&pool, &keyring).await?;
+            pool.close().await;
+            println!(
+                "re-encrypted {rotated} token(s) with key {}; {current} already used it",
+                keyring.current_key_id()
+            );
         }
     }
     Ok(())

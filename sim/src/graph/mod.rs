@@ -5,6 +5,8 @@
 //! Meta's paths overlap (`/me/accounts` vs `/{page-id}/subscribed_apps` vs `/{igsid}`) and because every
 //! unknown path must still answer Meta's JSON error, never an HTML 404.
 
+pub mod conversations;
+pub mod instagram;
 pub mod oauth;
 pub mod pages;
 pub mod send;
@@ -24,7 +26,26 @@ use std::sync::Arc;
 
 /// The Graph routes.
 pub(crate) fn routes() -> Router<Arc<SimState>> {
-    Router::new().route("/graph/{version}/{*rest}", any(dispatch))
+    Router::new()
+        .route("/graph/{version}/{*rest}", any(dispatch))
+        .route("/ig-graph/{*rest}", any(dispatch))
+        .route(
+            "/instagram/oauth/authorize",
+            axum::routing::get(instagram::authorize),
+        )
+        .route(
+            "/instagram/oauth/access_token",
+            axum::routing::post(instagram::code_exchange),
+        )
+}
+
+/// Which Graph host a call was made to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Host {
+    /// `graph.facebook.com` (`/graph/...`).
+    Facebook,
+    /// `graph.instagram.com` (`/ig-graph/...`), Instagram Login.
+    Instagram,
 }
 
 /// A parsed Graph API call, as every endpoint handler receives it.
@@ -62,7 +83,7 @@ async fn dispatch(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some((version, segments)) = split_path(uri.path()) else {
+    let Some((host, version, segments)) = split_path(uri.path()) else {
         return MetaError::unsupported(method.as_str(), uri.path()).into_response();
     };
     let mut params = Query::<HashMap<String, String>>::try_from_uri(&uri)
@@ -89,7 +110,10 @@ async fn dispatch(
     state.records.graph(|| GraphRequest {
         method: call.method.to_string(),
         version,
-        path: call.path(),
+        path: match host {
+            Host::Facebook => call.path(),
+            Host::Instagram => format!("ig:{}", call.path()),
+        },
         query: call
             .params
             .iter()
@@ -109,9 +133,11 @@ async fn dispatch(
         Ok(proceed) => proceed,
         Err(response) => return response,
     };
-    let response = route(&state, &call)
-        .await
-        .unwrap_or_else(IntoResponse::into_response);
+    let response = match host {
+        Host::Facebook => route(&state, &call).await,
+        Host::Instagram => instagram::route(&state, &call).await,
+    }
+    .unwrap_or_else(IntoResponse::into_response);
     if proceed == Proceed::ThenFail && response.status().is_success() {
         return MetaError::sent_but_error().into_response();
     }
@@ -124,6 +150,7 @@ async fn route(state: &Arc<SimState>, call: &GraphCall) -> Result<Response, Meta
         (&Method::POST, [_, "messages"]) => send::send(state, call).await,
         (&Method::GET, ["oauth", "access_token"]) => oauth::access_token(state, call),
         (&Method::GET, ["me", "accounts"]) => pages::me_accounts(state, call),
+        (&Method::GET, [id, "conversations"]) => conversations::list(state, call, id),
         (_, [page_id, "subscribed_apps"]) => pages::subscribed_apps(state, call, page_id),
         (&Method::GET, [id]) => pages::node(state, call, id),
         _ => Err(MetaError::unsupported(call.method.as_str(), &call.path())),
@@ -134,11 +161,25 @@ fn is_send(call: &GraphCall) -> bool {
     call.method == Method::POST && call.segments.len() == 2 && call.segments[1] == "messages"
 }
 
-/// `/graph/v25.0/me/messages` → `("v25.0", ["me", "messages"])`.
-fn split_path(path: &str) -> Option<(String, Vec<String>)> {
+/// `/graph/v25.0/me/messages` → `(Facebook, "v25.0", ["me", "messages"])`. Instagram's host has an
+/// optional version (its token endpoints are documented unversioned): `/ig-graph/access_token` →
+/// `(Instagram, "", ["access_token"])`.
+fn split_path(path: &str) -> Option<(Host, String, Vec<String>)> {
+    if let Some(rest) = path.strip_prefix("/ig-graph/") {
+        let mut parts: Vec<String> = rest
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect();
+        let versioned = parts
+            .first()
+            .is_some_and(|p| p.starts_with('v') && p[1..].chars().all(|c| c.is_ascii_digit() || c == '.'));
+        let version = if versioned { parts.remove(0) } else { String::new() };
+        return Some((Host::Instagram, version, parts));
+    }
     let mut parts = path.strip_prefix("/graph/")?.split('/').filter(|s| !s.is_empty());
     let version = parts.next()?.to_string();
-    Some((version, parts.map(str::to_string).collect()))
+    Some((Host::Facebook, version, parts.map(str::to_string).collect()))
 }
 
 fn bearer(headers: &HeaderMap) -> Option<String> {
@@ -239,8 +280,21 @@ mod tests {
     #[test]
     fn paths_split_into_version_and_segments() {
         assert_eq!(
+            split_path("/ig-graph/refresh_access_token"),
+            Some((
+                Host::Instagram,
+                String::new(),
+                vec!["refresh_access_token".to_string()]
+            ))
+        );
+        assert_eq!(
+            split_path("/ig-graph/v25.0/me"),
+            Some((Host::Instagram, "v25.0".to_string(), vec!["me".to_string()]))
+        );
+        assert_eq!(
             split_path("/graph/v99.1/123/subscribed_apps"),
             Some((
+                Host::Facebook,
                 "v99.1".to_string(),
                 vec!["123".to_string(), "subscribed_apps".to_string()]
             ))

@@ -6,5 +6,6 @@ mod echo;
 mod faults;
 mod graph;
 mod helpers;
+mod instagram;
 mod load;
 mod oauth;

@@ -2,7 +2,9 @@
 //! account-wide states every worker shares (throttle pause, `reauth_required`).
 
 use chrono::{DateTime, Utc};
+use omnidm_shared::config::MetaLogin;
 use omnidm_shared::crypto::{CryptoError, Keyring};
+use omnidm_shared::meta::graph::Host;
 use secrecy::SecretString;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -18,11 +20,22 @@ pub struct Credential {
     pub channel: String,
     /// The Instagram account id (webhook `entry.id`).
     pub account_id: String,
+    /// The linked Facebook Page (Facebook Login only).
+    pub page_id: Option<String>,
+    /// The Instagram handle, for logs and events.
+    pub username: Option<String>,
+    /// `facebook` or `instagram`: which login issued the token, hence which Graph host accepts it.
+    pub login: String,
+    /// When the token stops working (`None`: does not expire).
+    pub token_expires_at: Option<DateTime<Utc>>,
+    /// When the token was issued or last refreshed.
+    pub token_refreshed_at: Option<DateTime<Utc>>,
     /// `active`, `expiring`, `reauth_required` or `disconnected`.
     pub status: String,
     /// Meta throttled this account until then.
     pub send_paused_until: Option<DateTime<Utc>>,
-    access_token_enc: String,
+    /// `None` once the account was disconnected (the token is deleted, the history kept).
+    access_token_enc: Option<String>,
     /// The tenant's instructions to its AI.
     pub system_prompt: String,
 }
@@ -33,24 +46,37 @@ impl Credential {
         matches!(self.status.as_str(), "active" | "expiring")
     }
 
+    /// Which login flavour issued the token.
+    pub fn login(&self) -> MetaLogin {
+        MetaLogin::from_stored(&self.login)
+    }
+
+    /// The Graph host that accepts this credential's token.
+    pub fn host(&self) -> Host {
+        self.login().into()
+    }
+
     /// Decrypts the access token, bound to this row.
     pub fn access_token(&self, keyring: &Keyring) -> Result<SecretString, CryptoError> {
-        keyring.decrypt(&self.access_token_enc, token_associated_data(self.id).as_bytes())
+        let stored = self.access_token_enc.as_deref().ok_or(CryptoError::Malformed)?;
+        keyring.decrypt(stored, token_associated_data(self.id).as_bytes())
     }
 }
 
 pub use omnidm_shared::crypto::token_associated_data;
 
-const SELECT: &str = "SELECT c.id, c.customer_id, c.channel, c.account_id, c.status, c.send_paused_until,
-        c.access_token_enc, cu.system_prompt
+const SELECT: &str = "SELECT c.id, c.customer_id, c.channel, c.account_id, c.page_id, c.username, c.login,
+        c.token_expires_at, c.token_refreshed_at, c.status, c.send_paused_until, c.access_token_enc,
+        cu.system_prompt
     FROM instagram_credentials c JOIN customers cu ON cu.id = c.customer_id";
 
 /// Finds the account a webhook entry was delivered for: the Instagram account id, or for Messenger
-/// (`object: page`) the Page id. Also notes that a webhook arrived (for silence detection).
-pub async fn route(pool: &PgPool, entry_id: &str) -> sqlx::Result<Option<Credential>> {
+/// (`object: page`) the Page id. With `webhook`, also notes that a webhook arrived (silence detection;
+/// events the reconciler recovered are not webhooks).
+pub async fn route(pool: &PgPool, entry_id: &str, webhook: bool) -> sqlx::Result<Option<Credential>> {
     let sql = format!("{SELECT} WHERE (c.account_id = $1 OR c.page_id = $1) AND c.status <> 'disconnected'");
     let credential: Option<Credential> = sqlx::query_as(&sql).bind(entry_id).fetch_optional(pool).await?;
-    if let Some(c) = &credential {
+    if let Some(c) = credential.as_ref().filter(|_| webhook) {
         sqlx::query(
             "UPDATE instagram_credentials SET last_webhook_at = now()
              WHERE id = $1 AND (last_webhook_at IS NULL OR last_webhook_at < now() - interval '10 seconds')",
@@ -84,17 +110,158 @@ pub async fn pause_sending(pool: &PgPool, id: Uuid, until: DateTime<Utc>) -> sql
     .map(drop)
 }
 
-/// Meta says the token is dead: replies wait until the account is reconnected.
+/// Meta says the token is dead: replies wait until the account is reconnected. Recorded as an account
+/// event the first time only (every parked send reports it).
 pub async fn mark_reauth_required(pool: &PgPool, id: Uuid, reason: &str) -> sqlx::Result<()> {
-    sqlx::query(
+    let changed = sqlx::query(
         "UPDATE instagram_credentials SET status = 'reauth_required', status_reason = $2, updated_at = now()
-         WHERE id = $1",
+         WHERE id = $1 AND status IN ('active', 'expiring')",
     )
     .bind(id)
     .bind(reason)
     .execute(pool)
+    .await?
+    .rows_affected();
+    if changed > 0 {
+        record_event(
+            pool,
+            id,
+            "reauth_required",
+            serde_json::json!({ "reason": reason }),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Appends to the account's audit trail (shown by the admin status API).
+pub use omnidm_shared::account_events::record as record_event;
+
+/// Every credential that still has a token (the lifecycle job's worklist).
+pub async fn all_connected(pool: &PgPool) -> sqlx::Result<Vec<Credential>> {
+    sqlx::query_as(&format!(
+        "{SELECT} WHERE c.status <> 'disconnected' ORDER BY c.id"
+    ))
+    .fetch_all(pool)
     .await
-    .map(drop)
+}
+
+/// Stores a refreshed token (encrypted, bound to the row) and its expiry; the account is `active` again.
+/// Only if the row still holds the token that was refreshed, so a reconnect in between wins.
+pub async fn store_refreshed(
+    pool: &PgPool,
+    keyring: &Keyring,
+    credential: &Credential,
+    token: &SecretString,
+    expires_at: Option<DateTime<Utc>>,
+) -> Result<bool, StoreError> {
+    let encrypted = keyring.encrypt(token, token_associated_data(credential.id).as_bytes());
+    let changed = sqlx::query(
+        "UPDATE instagram_credentials
+         SET access_token_enc = $2, token_key_id = $3, token_expires_at = $4, token_refreshed_at = now(),
+             token_checked_at = now(), status = 'active', status_reason = NULL, updated_at = now()
+         WHERE id = $1 AND access_token_enc IS NOT DISTINCT FROM $5",
+    )
+    .bind(credential.id)
+    .bind(&encrypted)
+    .bind(keyring.current_key_id())
+    .bind(expires_at)
+    .bind(&credential.access_token_enc)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok(changed > 0)
+}
+
+/// Sets the lifecycle status (`active`/`expiring`/`reauth_required`) after a check, and notes the check.
+/// A disconnected row is never touched.
+pub async fn set_checked_status(
+    pool: &PgPool,
+    id: Uuid,
+    status: &str,
+    reason: Option<&str>,
+) -> sqlx::Result<bool> {
+    let changed = sqlx::query(
+        "UPDATE instagram_credentials
+         SET token_checked_at = now(), updated_at = now(),
+             status = $2, status_reason = CASE WHEN status = $2 THEN status_reason ELSE $3 END
+         WHERE id = $1 AND status <> 'disconnected' AND status IS DISTINCT FROM $2",
+    )
+    .bind(id)
+    .bind(status)
+    .bind(reason)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    if changed == 0 {
+        sqlx::query("UPDATE instagram_credentials SET token_checked_at = now() WHERE id = $1")
+            .bind(id)
+            .execute(pool)
+            .await?;
+    }
+    Ok(changed > 0)
+}
+
+/// Connections by status, for the `worker_credentials` gauge.
+pub async fn count_by_status(pool: &PgPool) -> sqlx::Result<Vec<(String, i64)>> {
+    sqlx::query_as("SELECT status, count(*) FROM instagram_credentials GROUP BY status")
+        .fetch_all(pool)
+        .await
+}
+
+/// Active accounts that still have parked replies (a resume that was missed, e.g. its job was lost).
+pub async fn with_parked_work(pool: &PgPool) -> sqlx::Result<Vec<Uuid>> {
+    sqlx::query_scalar(
+        "SELECT DISTINCT c.credential_id FROM messages m JOIN conversations c ON c.id = m.conversation_id
+         JOIN instagram_credentials k ON k.id = c.credential_id
+         WHERE m.status = 'parked' AND k.status IN ('active', 'expiring')",
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// Re-encrypts every stored token with the current key (after `ENCRYPTION_KEY` changed and the old key
+/// moved to `ENCRYPTION_KEYS_PREVIOUS`). Returns (re-encrypted, already current). Each row is updated
+/// only if it still holds the value that was read, so a concurrent reconnect or refresh is not undone.
+pub async fn rotate_keys(pool: &PgPool, keyring: &Keyring) -> Result<(u64, u64), StoreError> {
+    let rows: Vec<(Uuid, String)> = sqlx::query_as(
+        "SELECT id, access_token_enc FROM instagram_credentials WHERE access_token_enc IS NOT NULL",
+    )
+    .fetch_all(pool)
+    .await?;
+    let (mut rotated, mut current) = (0, 0);
+    for (id, stored) in rows {
+        if Keyring::key_id_of(&stored) == Some(keyring.current_key_id()) {
+            current += 1;
+            continue;
+        }
+        let aad = token_associated_data(id);
+        let token = keyring.decrypt(&stored, aad.as_bytes())?;
+        let encrypted = keyring.encrypt(&token, aad.as_bytes());
+        rotated += sqlx::query(
+            "UPDATE instagram_credentials SET access_token_enc = $2, token_key_id = $3, updated_at = now()
+             WHERE id = $1 AND access_token_enc = $4",
+        )
+        .bind(id)
+        .bind(&encrypted)
+        .bind(keyring.current_key_id())
+        .bind(&stored)
+        .execute(pool)
+        .await?
+        .rows_affected();
+    }
+    Ok((rotated, current))
+}
+
+/// A store operation that also decrypts or encrypts.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database failed.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A stored token could not be decrypted (key missing from the keyring, or tampered row).
+    #[error("token: {0}")]
+    Crypto(#[from] CryptoError),
 }
 
 /// Records an event we could not attribute to an account (unknown account, dashboard test).

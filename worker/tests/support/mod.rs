@@ -5,7 +5,8 @@
 use clap::Parser;
 use omnidm_ingest::Application as Ingest;
 use omnidm_shared::config::{
-    AmqpConfig, IngestConfig, LogFormat, MetaConfig, MetaLogin, TelemetryConfig, WorkerConfig,
+    AmqpConfig, ConnectConfig, CryptoConfig, DatabaseConfig, IngestConfig, LogFormat, MetaConfig, MetaLogin,
+    TelemetryConfig, WorkerConfig,
 };
 use omnidm_shared::crypto::generate_key_base64;
 use omnidm_shared::topology::{Topology, RETRY_TIERS};
@@ -21,12 +22,19 @@ use uuid::Uuid;
 pub const SECRET: &str = "e2e_app_secret";
 pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 pub const ADMIN_DB: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+pub const ADMIN_TOKEN: &str = "e2e-admin-token-0123456789abcdef";
 
 pub struct Options {
     pub workers: usize,
     pub debounce_ms: u64,
     pub max_failures: u32,
     pub echo: EchoMode,
+    /// Insert the tenant's credential directly (false: connect it through the OAuth flow in the test).
+    pub seed_credential: bool,
+    /// `META_LOGIN` of ingest and workers.
+    pub login: MetaLogin,
+    /// Extra worker environment (overrides).
+    pub worker_env: Vec<(&'static str, String)>,
 }
 
 impl Default for Options {
@@ -36,6 +44,9 @@ impl Default for Options {
             debounce_ms: 200,
             max_failures: 3,
             echo: EchoMode::AfterResponse,
+            seed_credential: true,
+            login: MetaLogin::Facebook,
+            worker_env: Vec::new(),
         }
     }
 }
@@ -47,6 +58,10 @@ pub struct Stack {
     pub prefix: String,
     pub key: String,
     pub webhook_url: String,
+    /// `http://127.0.0.1:<port>` of ingest.
+    pub ingest_url: String,
+    /// Metrics/health addresses of the in-process workers.
+    pub worker_addrs: Vec<std::net::SocketAddr>,
     pub account: SimAccount,
     pub customer_id: Uuid,
     pub credential_id: Uuid,
@@ -78,13 +93,15 @@ impl Stack {
             prefix,
             key: generate_key_base64(),
             webhook_url: String::new(),
+            ingest_url: String::new(),
+            worker_addrs: Vec::new(),
             account,
             customer_id: Uuid::new_v4(),
             credential_id: Uuid::new_v4(),
             options,
             stops: Vec::new(),
             tasks: Vec::new(),
-            client: reqwest::Client::new(),
+            client: omnidm_sim::webhook::http_client(),
         };
         stack.start_ingest().await;
         stack.sim.set_echo_target(stack.webhook_url.clone(), SECRET);
@@ -105,12 +122,35 @@ impl Stack {
     }
 
     async fn start_ingest(&mut self) {
+        // Bound first: the OAuth redirect URI and APP_URL must name ingest's own address.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
         let config = IngestConfig {
             ingest_addr: "127.0.0.1:0".into(),
             instagram_webhook_verify_token: SecretString::from("verify".to_string()),
             ingest_max_in_flight: 1024,
             publish_timeout_ms: 5_000,
             amqp_publish_channels: 2,
+            ingest_max_connections: 1_000,
+            ingest_header_timeout_ms: 2_000,
+            ingest_request_timeout_ms: 10_000,
+            admin_token: SecretString::from(ADMIN_TOKEN.to_string()),
+            connect: ConnectConfig {
+                instagram_app_id: "e2e-app".into(),
+                instagram_redirect_uri: format!("{base}/api/instagram/callback"),
+                app_url: base.clone(),
+                meta_oauth_dialog_url: self.sim.oauth_dialog_url(),
+                meta_instagram_authorize_url: self.sim.instagram_authorize_url(),
+                meta_instagram_token_url: self.sim.instagram_token_url(),
+            },
+            database: DatabaseConfig {
+                database_url: SecretString::from(self.database_url.clone()),
+                database_max_connections: 4,
+            },
+            crypto: CryptoConfig {
+                encryption_key: SecretString::from(self.key.clone()),
+                encryption_keys_previous: SecretString::from(String::new()),
+            },
             amqp: AmqpConfig {
                 amqp_url: SecretString::from(AMQP_URL.to_string()),
                 queue_prefix: self.prefix.clone(),
@@ -118,14 +158,16 @@ impl Stack {
             meta: MetaConfig {
                 instagram_app_secret: SecretString::from(SECRET.to_string()),
                 meta_graph_url: self.sim.graph_url(),
-                meta_login: MetaLogin::Facebook,
+                meta_login: self.options.login,
+                meta_instagram_graph_url: self.sim.instagram_graph_url(),
             },
             telemetry: TelemetryConfig {
                 log_format: LogFormat::Text,
             },
         };
-        let app = Ingest::build(config).await.unwrap();
+        let app = Ingest::build_on(config, listener).await.unwrap();
         assert!(app.broker().wait_connected(Duration::from_secs(10)).await);
+        self.ingest_url = base;
         self.webhook_url = format!("http://{}/api/webhooks/instagram", app.local_addr());
         let stop = Arc::new(Notify::new());
         let signal = stop.clone();
@@ -137,12 +179,13 @@ impl Stack {
 
     /// Environment of a worker process, as the operator would set it.
     pub fn worker_env(&self) -> Vec<(&'static str, String)> {
-        vec![
+        let mut env = vec![
             ("DATABASE_URL", self.database_url.clone()),
             ("AMQP_URL", AMQP_URL.into()),
             ("QUEUE_PREFIX", self.prefix.clone()),
             ("INSTAGRAM_APP_SECRET", SECRET.into()),
             ("META_GRAPH_URL", self.sim.graph_url()),
+            ("META_INSTAGRAM_GRAPH_URL", self.sim.instagram_graph_url()),
             ("AI_BASE_URL", self.sim.ai_base_url()),
             ("AI_TIMEOUT_MS", "5000".into()),
             ("ENCRYPTION_KEY", self.key.clone()),
@@ -152,7 +195,12 @@ impl Stack {
             ("JOB_MAX_FAILURES", self.options.max_failures.to_string()),
             ("THROTTLE_DEFAULT_SECONDS", "2".into()),
             ("WORKER_DRAIN_SECONDS", "5".into()),
-        ]
+        ];
+        for (name, value) in &self.options.worker_env {
+            env.retain(|(n, _)| n != name);
+            env.push((name, value.clone()));
+        }
+        env
     }
 
     pub fn worker_config(&self) -> WorkerConfig {
@@ -167,6 +215,7 @@ impl Stack {
     pub async fn start_worker(&mut self) {
         let app = Worker::build(self.worker_config()).await.expect("worker builds");
         assert!(app.broker().wait_connected(Duration::from_secs(10)).await);
+        self.worker_addrs.push(app.local_addr());
         let stop = Arc::new(Notify::new());
         let signal = stop.clone();
         self.tasks.push(tokio::spawn(async move {
@@ -197,6 +246,9 @@ impl Stack {
             omnidm_shared::crypto::Key::from_base64(&self.key).unwrap(),
             vec![],
         );
+        if !self.options.seed_credential {
+            return;
+        }
         let aad = omnidm_worker::store::credentials::token_associated_data(self.credential_id);
         let token = keyring.encrypt(
             &SecretString::from(self.account.page_token.clone()),
@@ -337,4 +389,74 @@ pub fn mid() -> String {
 
 pub fn user() -> String {
     format!("{}", 10_000_000 + rand_u32())
+}
+
+/// The admin API and the OAuth flow as a test (or an operator's browser) drives them.
+impl Stack {
+    /// An admin API call with the right bearer token; returns the status and the JSON body (or Null).
+    pub async fn admin(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.ingest_url))
+            .bearer_auth(ADMIN_TOKEN);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let body = response.json().await.unwrap_or(serde_json::Value::Null);
+        (status, body)
+    }
+
+    /// `POST /api/instagram/auth/url` for `customer`; the dialog URL.
+    pub async fn auth_url(&self, customer: Uuid) -> String {
+        let (status, body) = self
+            .admin(
+                reqwest::Method::POST,
+                "/api/instagram/auth/url",
+                Some(serde_json::json!({ "customerId": customer })),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["authUrl"].as_str().unwrap().to_owned()
+    }
+
+    /// Follows one redirect hop without following further; returns the `Location`.
+    pub async fn hop(&self, url: &str) -> String {
+        let browser = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let response = browser.get(url).send().await.unwrap();
+        assert!(
+            response.status().is_redirection(),
+            "{url} answered {}",
+            response.status()
+        );
+        response.headers()[reqwest::header::LOCATION]
+            .to_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// The whole browser side: dialog (sim) → callback (ingest) → the dashboard URL it ends on.
+    pub async fn connect_via_oauth(&self, customer: Uuid) -> String {
+        let url = self.auth_url(customer).await;
+        let callback = self.hop(&url).await;
+        self.hop(&callback).await
+    }
+
+    /// Status of the account's credential row.
+    pub async fn credential_status(&self) -> Option<String> {
+        sqlx::query_scalar("SELECT status FROM instagram_credentials WHERE account_id = $1")
+            .bind(&self.account.ig_account_id)
+            .fetch_optional(&self.db().await)
+            .await
+            .unwrap()
+    }
 }
