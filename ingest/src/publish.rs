@@ -10,7 +10,7 @@ use futures_util::future::try_join_all;
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::BasicProperties;
 use omnidm_shared::amqp::{confirmed, Broker, PublishError};
-use omnidm_shared::job::{Job, JobV1};
+use omnidm_shared::job::{Job, JobV1, ResumeJob};
 use omnidm_shared::meta::envelope::{self, Batch};
 use omnidm_shared::signature::VerifiedBody;
 use omnidm_shared::topology::{Topology, JOB_ROUTING_KEY, REJECTED_ROUTING_KEY};
@@ -103,6 +103,24 @@ impl Publisher {
                 .inc();
         }
         Ok(batch.events.len())
+    }
+
+    /// Queues a resume job for a reconnected account (its parked replies go out now).
+    pub async fn publish_resume(&self, credential_id: Uuid) -> Result<(), PublishError> {
+        let session = self.broker.session().ok_or(PublishError::Unavailable)?;
+        let job_id = Uuid::now_v7();
+        let job = Job::Resume(ResumeJob {
+            job_id,
+            credential_id,
+        });
+        let properties = BasicProperties::default()
+            .with_message_id(job_id.to_string().into())
+            .with_content_type("application/json".into());
+        let confirm = session
+            .publish(&self.exchange, JOB_ROUTING_KEY, &job.to_vec(), properties)
+            .await
+            .inspect_err(|_| self.broker.report_failure())?;
+        confirmed(confirm, self.confirm_timeout).await
     }
 
     async fn publish_rejected(

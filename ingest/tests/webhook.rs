@@ -51,7 +51,9 @@ async fn a_real_signed_message_is_queued_with_its_exact_bytes() {
     assert!(response.headers().contains_key("x-request-id"));
     let jobs = drain(&ingest.topology().jobs_queue()).await;
     assert_eq!(jobs.len(), 1);
-    let Job::V1(job) = Job::from_slice(&jobs[0].body).unwrap();
+    let Ok(Job::V1(job)) = Job::from_slice(&jobs[0].body) else {
+        panic!("a v1 job");
+    };
     assert_eq!(job.object, "instagram");
     assert_eq!(job.entry_id, "17841400538867190");
     assert_eq!(job.source, EventSource::Messaging);
@@ -84,7 +86,9 @@ async fn metas_known_answer_vector_is_accepted_and_reserialised_json_is_not() {
 
     let jobs = drain(&ingest.topology().jobs_queue()).await;
     assert_eq!(jobs.len(), 1);
-    let Job::V1(job) = Job::from_slice(&jobs[0].body).unwrap();
+    let Ok(Job::V1(job)) = Job::from_slice(&jobs[0].body) else {
+        panic!("a v1 job");
+    };
     assert!(
         job.event.get().contains(r#""emoji":"\u2764\ufe0f""#),
         "escapes kept byte for byte"
@@ -109,7 +113,9 @@ async fn a_batch_becomes_exactly_one_job_per_event() {
     let mut seen: Vec<(String, EventSource)> = jobs
         .iter()
         .map(|j| {
-            let Job::V1(job) = Job::from_slice(&j.body).unwrap();
+            let Ok(Job::V1(job)) = Job::from_slice(&j.body) else {
+                panic!("a v1 job");
+            };
             (job.entry_id.into_owned(), job.source)
         })
         .collect();

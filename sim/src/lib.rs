@@ -16,6 +16,8 @@
 
 pub mod account;
 pub mod ai;
+pub mod bench;
+pub mod chaos;
 pub mod control;
 pub mod demo;
 pub mod fault;
@@ -25,6 +27,7 @@ pub mod load;
 pub mod meta_error;
 pub mod records;
 pub mod server;
+pub mod stack;
 mod state;
 pub mod webhook;
 

@@ -31,6 +31,102 @@ enum Command {
     Demo(DemoArgs),
     /// Create the database if missing and apply the migrations, then exit.
     Migrate(MigrateArgs),
+    /// The reliability suite: DMs through the whole pipeline while brokers, databases, workers, the AI
+    /// and Meta fail on a schedule; prints the ledger and fails unless nothing was lost or doubled.
+    /// Restarts the local RabbitMQ and PostgreSQL: run it alone.
+    Chaos(ChaosArgs),
+    /// Reply throughput of 1, 2, 4… workers (release binaries next to this one), for BENCHMARKS.md.
+    BenchWorkers(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+struct BenchArgs {
+    /// PostgreSQL database of the run.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/omnidm_bench"
+    )]
+    database_url: String,
+    /// RabbitMQ.
+    #[arg(
+        long,
+        env = "AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
+    amqp_url: String,
+    /// Ingest's listen address.
+    #[arg(long, default_value = "127.0.0.1:18182")]
+    ingest_addr: String,
+    /// Worker counts, comma-separated.
+    #[arg(long, default_value = "1,2,4", value_delimiter = ',')]
+    workers: Vec<usize>,
+    /// Offered DMs per second.
+    #[arg(long, default_value_t = 1500.0)]
+    rate: f64,
+    /// Measured period, e.g. 10s.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    duration: Duration,
+    /// WORKER_CONCURRENCY of each worker.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+}
+
+#[derive(Debug, Args)]
+struct ChaosArgs {
+    /// PostgreSQL database of the run.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/omnidm_chaos"
+    )]
+    database_url: String,
+    /// RabbitMQ.
+    #[arg(
+        long,
+        env = "AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
+    amqp_url: String,
+    /// Ingest's listen address.
+    #[arg(long, default_value = "127.0.0.1:8181")]
+    ingest_addr: String,
+    /// Conversations writing at once.
+    #[arg(long, default_value_t = 40)]
+    conversations: usize,
+    /// Worker processes.
+    #[arg(long, default_value_t = 3)]
+    workers: usize,
+    /// How long DMs are sent, e.g. 90s (the soak: 30m).
+    #[arg(long, default_value = "90s", value_parser = parse_duration)]
+    traffic: Duration,
+    /// How long everything may take to be answered afterwards.
+    #[arg(long, default_value = "180s", value_parser = parse_duration)]
+    settle: Duration,
+    /// How long a restarted service stays down.
+    #[arg(long, default_value = "4s", value_parser = parse_duration)]
+    outage: Duration,
+    /// Stops RabbitMQ.
+    #[arg(long, default_value = "rabbitmqctl -q stop_app")]
+    broker_stop: String,
+    /// Starts RabbitMQ again.
+    #[arg(long, default_value = "rabbitmqctl -q start_app")]
+    broker_start: String,
+    /// Stops PostgreSQL.
+    #[arg(
+        long,
+        default_value = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql | head -n1) main stop -m fast"
+    )]
+    database_stop: String,
+    /// Starts PostgreSQL again.
+    #[arg(
+        long,
+        default_value = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql | head -n1) main start"
+    )]
+    database_start: String,
+    /// Seed of the traffic's shape.
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
 }
 
 #[derive(Debug, Args)]
@@ -177,6 +273,45 @@ async fn main() -> anyhow::Result<()> {
                 keep_running: !args.once,
             })
             .await
+        }
+        Command::Chaos(args) => {
+            let ledger = omnidm_sim::chaos::run(omnidm_sim::chaos::ChaosOptions {
+                database_url: args.database_url,
+                amqp_url: args.amqp_url,
+                ingest_addr: args.ingest_addr,
+                conversations: args.conversations,
+                workers: args.workers,
+                traffic: args.traffic,
+                settle: args.settle,
+                outage: args.outage,
+                broker_stop: args.broker_stop,
+                broker_start: args.broker_start,
+                database_stop: args.database_stop,
+                database_start: args.database_start,
+                seed: args.seed,
+            })
+            .await?;
+            println!("{ledger}");
+            anyhow::ensure!(ledger.passed(), "the chaos suite lost or doubled replies");
+            Ok(())
+        }
+        Command::BenchWorkers(args) => {
+            let results = omnidm_sim::bench::run(omnidm_sim::bench::BenchOptions {
+                database_url: args.database_url,
+                amqp_url: args.amqp_url,
+                ingest_addr: args.ingest_addr,
+                workers: args.workers,
+                rate: args.rate,
+                duration: args.duration,
+                concurrency: args.concurrency,
+            })
+            .await?;
+            println!("| workers | DMs accepted/s | replies/s | backlog drained after the load | reply-pass overhead p50 |");
+            println!("|---|---|---|---|---|");
+            for result in results {
+                println!("{result}");
+            }
+            Ok(())
         }
         Command::Migrate(args) => {
             let config = omnidm_shared::config::DatabaseConfig {

@@ -6,7 +6,10 @@
 use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeleteOptions};
 use lapin::{Connection, ConnectionProperties};
 use omnidm_ingest::Application;
-use omnidm_shared::config::{AmqpConfig, IngestConfig, LogFormat, MetaConfig, MetaLogin, TelemetryConfig};
+use omnidm_shared::config::{
+    AmqpConfig, ConnectConfig, CryptoConfig, DatabaseConfig, IngestConfig, LogFormat, MetaConfig, MetaLogin,
+    TelemetryConfig,
+};
 use omnidm_shared::topology::{Topology, RETRY_TIERS};
 use secrecy::SecretString;
 use std::sync::Arc;
@@ -18,6 +21,7 @@ pub const SECRET: &str = "test_app_secret_123";
 pub const ROTATED_SECRET: &str = "previous_secret_456";
 pub const VERIFY_TOKEN: &str = "meatyhamhock";
 pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 
 pub fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(format!("{}/../fixtures/meta/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
@@ -42,6 +46,27 @@ pub fn config(amqp_url: &str, prefix: &str) -> IngestConfig {
         ingest_max_in_flight: 1024,
         publish_timeout_ms: 3_000,
         amqp_publish_channels: 2,
+        ingest_max_connections: 1_000,
+        ingest_header_timeout_ms: 2_000,
+        ingest_request_timeout_ms: 10_000,
+        admin_token: SecretString::from(ADMIN_TOKEN.to_string()),
+        connect: ConnectConfig {
+            instagram_app_id: "test-app".into(),
+            instagram_redirect_uri: "http://127.0.0.1:9/api/instagram/callback".into(),
+            app_url: "http://127.0.0.1:9".into(),
+            meta_oauth_dialog_url: "http://127.0.0.1:9/dialog/oauth".into(),
+            meta_instagram_authorize_url: "http://127.0.0.1:9/instagram/oauth/authorize".into(),
+            meta_instagram_token_url: "http://127.0.0.1:9/instagram/oauth/access_token".into(),
+        },
+        // Webhook intake never needs the database: these tests point at none.
+        database: DatabaseConfig {
+            database_url: SecretString::from("postgres://postgres@127.0.0.1:9/none".to_string()),
+            database_max_connections: 1,
+        },
+        crypto: CryptoConfig {
+            encryption_key: SecretString::from(omnidm_shared::crypto::generate_key_base64()),
+            encryption_keys_previous: SecretString::from(String::new()),
+        },
         amqp: AmqpConfig {
             amqp_url: SecretString::from(amqp_url.to_string()),
             queue_prefix: prefix.into(),
@@ -50,6 +75,7 @@ pub fn config(amqp_url: &str, prefix: &str) -> IngestConfig {
             instagram_app_secret: SecretString::from(format!("{SECRET},{ROTATED_SECRET}")),
             meta_graph_url: "http://127.0.0.1:9/graph".into(),
             meta_login: MetaLogin::Facebook,
+            meta_instagram_graph_url: "http://127.0.0.1:9/ig-graph".into(),
         },
         telemetry: TelemetryConfig {
             log_format: LogFormat::Text,
@@ -78,7 +104,11 @@ impl TestIngest {
         Self {
             url,
             prefix,
-            client: reqwest::Client::new(),
+            // Below the test ingest's 2 s header deadline, which closes idle keep-alive connections.
+            client: reqwest::Client::builder()
+                .pool_idle_timeout(Duration::from_millis(1_000))
+                .build()
+                .unwrap(),
             shutdown,
             task,
         }
