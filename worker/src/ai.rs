@@ -97,7 +97,7 @@ impl AiClient {
         let response = request
             .send()
             .await
-            .map_err(|e| AiError::Transient(describe(&e)))?;
+            .map_err(|e| AiError::Transient(omnidm_shared::meta::graph::describe(&e)))?;
         let status = response.status();
         if status.is_server_error() || status.as_u16() == 429 || status.as_u16() == 408 {
             return Err(AiError::Transient(format!("HTTP {status}")));
@@ -108,7 +108,7 @@ impl AiClient {
         let body: Response = response
             .json()
             .await
-            .map_err(|e| AiError::Transient(describe(&e)))?;
+            .map_err(|e| AiError::Transient(omnidm_shared::meta::graph::describe(&e)))?;
         body.choices
             .into_iter()
             .next()
@@ -116,18 +116,4 @@ impl AiClient {
             .filter(|c| !c.trim().is_empty())
             .ok_or_else(|| AiError::Permanent("empty answer".into()))
     }
-}
-
-/// An error description without the URL (which could carry credentials for some gateways).
-pub fn describe(error: &reqwest::Error) -> String {
-    let kind = if error.is_timeout() {
-        "timeout"
-    } else if error.is_connect() {
-        "connection failed"
-    } else if error.is_decode() {
-        "unreadable answer"
-    } else {
-        "request failed"
-    };
-    kind.to_owned()
 }

@@ -130,6 +130,13 @@ impl Consumer {
                     .instrument(span)
                     .await
             }
+            Ok(Job::Resume(job)) => {
+                let span =
+                    tracing::info_span!("job", job_id = %job.job_id, credential_id = %job.credential_id);
+                crate::resume::process(&self.ctx, job.credential_id)
+                    .instrument(span)
+                    .await
+            }
             Err(error) => Outcome::Dead {
                 reason: "unparseable",
                 detail: format!("not a job: {error}"),

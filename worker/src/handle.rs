@@ -43,7 +43,15 @@ async fn process_event(
         tracing::info!(kind = event.kind.name(), "event ignored");
         return ignore(event.kind.name());
     }
-    let Some(credential) = credentials::route(&ctx.pool, &job.entry_id).await? else {
+    // Routed by the entry's id; Meta's own examples sometimes carry another id there (a postback's entry
+    // id is the user's in the docs), so the event's recipient is the second choice.
+    let mut credential = credentials::route(&ctx.pool, &job.entry_id, !job.recovered).await?;
+    if credential.is_none() {
+        if let Some(recipient) = event.recipient.as_ref().filter(|r| r.as_str() != job.entry_id) {
+            credential = credentials::route(&ctx.pool, recipient.as_str(), !job.recovered).await?;
+        }
+    }
+    let Some(credential) = credential else {
         let reason = if event.is_dashboard_test(&job.entry_id) {
             "dashboard_test"
         } else {
@@ -165,7 +173,12 @@ async fn inbound(
         return Ok(Outcome::Done);
     };
     let conversation_id = conversations::upsert(&ctx.pool, credential, sender.as_str()).await?;
+    // A recovered DM (the webhook never came) older than Meta's window cannot be answered any more.
+    let missed = job.recovered
+        && !record_only
+        && sent_at < Utc::now() - chrono::Duration::hours(i64::from(messages::MESSAGING_WINDOW_HOURS));
     let reason = match (record_only, job.source, kind) {
+        _ if missed => Some("missed_outside_window"),
         (false, _, _) => None,
         (true, EventSource::Standby, _) => Some("standby"),
         (true, _, "unsupported") => Some("unsupported"),
@@ -180,12 +193,18 @@ async fn inbound(
         text: Some(text),
         raw: job.event.get(),
         meta_timestamp: sent_at,
-        status: if record_only { "ignored" } else { "pending" },
+        status: if reason.is_some() { "ignored" } else { "pending" },
         status_reason: reason,
     };
     if !messages::insert(&ctx.pool, &new).await? {
         ctx.metrics.duplicates.inc();
         tracing::debug!("message already stored (redelivery)");
+    } else if missed {
+        ctx.metrics.missed.inc();
+        tracing::warn!(%mid, "recovered DM is outside the 24-hour window; stored as missed");
+    } else if job.recovered {
+        ctx.metrics.recovered.inc();
+        tracing::info!(%mid, "DM recovered by reconciliation (no webhook came)");
     }
     if let Some(reason) = reason {
         ctx.metrics.ignored.with_label_values(&[reason]).inc();

@@ -99,7 +99,7 @@ async fn pass(
             clock.pause(tokio::time::sleep(wait)).await;
             continue;
         }
-        let prompt = prompt(ctx, &credential.system_prompt, conversation_id).await?;
+        let prompt = prompt(ctx, &credential.system_prompt, conversation_id, &pending).await?;
         let started = Instant::now();
         let answer = clock.pause(ctx.ai.complete(&prompt)).await;
         ctx.metrics.ai_duration.observe(started.elapsed().as_secs_f64());
@@ -154,13 +154,16 @@ async fn pass(
 }
 
 /// The system prompt plus recent history, as chat messages.
+/// The AI's input: the system prompt, the conversation so far, then exactly the messages this reply
+/// answers (the same set `create_reply` marks answered, so nothing is answered twice or skipped).
 async fn prompt(
     ctx: &Context,
     system_prompt: &str,
     conversation_id: Uuid,
+    answering: &[messages::Pending],
 ) -> Result<Vec<ChatMessage>, sqlx::Error> {
     let history = messages::history(&ctx.pool, conversation_id, ctx.context_messages).await?;
-    let mut prompt = Vec::with_capacity(history.len() + 1);
+    let mut prompt = Vec::with_capacity(history.len() + answering.len() + 1);
     if !system_prompt.trim().is_empty() {
         prompt.push(ChatMessage {
             role: "system".into(),
@@ -177,6 +180,12 @@ async fn prompt(
             .into(),
             content: line.text,
         }
+    }));
+    prompt.extend(answering.iter().filter_map(|p| {
+        p.text.clone().map(|content| ChatMessage {
+            role: "user".into(),
+            content,
+        })
     }));
     Ok(prompt)
 }
@@ -228,7 +237,10 @@ async fn send_all(
         messages::mark_sending(&ctx.pool, chunk.id).await?;
         let started = Instant::now();
         let result = clock
-            .pause(ctx.graph.send_text(&token, recipient, &chunk.text))
+            .pause(
+                ctx.graph
+                    .send_text(credential.host(), &token, recipient, &chunk.text),
+            )
             .await;
         ctx.metrics.send_duration.observe(started.elapsed().as_secs_f64());
         let error = match result {

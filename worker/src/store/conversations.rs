@@ -95,3 +95,14 @@ pub async fn pause_ai(pool: &PgPool, id: Uuid, until: DateTime<Utc>) -> sqlx::Re
         .await
         .map(drop)
 }
+
+/// Conversations of an account with work left: unanswered inbound messages or unsent reply chunks.
+pub async fn with_unanswered(pool: &PgPool, credential_id: Uuid) -> sqlx::Result<Vec<Uuid>> {
+    sqlx::query_scalar(
+        "SELECT DISTINCT c.id FROM conversations c JOIN messages m ON m.conversation_id = c.id
+         WHERE c.credential_id = $1 AND m.status IN ('pending', 'queued', 'sending')",
+    )
+    .bind(credential_id)
+    .fetch_all(pool)
+    .await
+}

@@ -131,12 +131,14 @@ pub struct Pending {
     pub meta_timestamp: DateTime<Utc>,
     /// When we stored it (the debounce clock).
     pub created_at: DateTime<Utc>,
+    /// What the customer wrote (or how the AI should read an attachment).
+    pub text: Option<String>,
 }
 
 /// Every unanswered inbound message, in the order the customer wrote them.
 pub async fn pending(pool: &PgPool, conversation_id: Uuid) -> sqlx::Result<Vec<Pending>> {
     sqlx::query_as(
-        "SELECT id, meta_timestamp, created_at FROM messages
+        "SELECT id, meta_timestamp, created_at, text FROM messages
          WHERE conversation_id = $1 AND direction = 'inbound' AND status = 'pending' AND deleted_at IS NULL
          ORDER BY meta_timestamp, created_at",
     )
@@ -164,12 +166,14 @@ pub struct HistoryLine {
     pub text: String,
 }
 
-/// The last `limit` messages with text, oldest first, leaving out deleted and failed ones.
+/// The last `limit` messages with text, oldest first, leaving out deleted and failed ones and the
+/// pending ones (the reply pass puts exactly the messages it answers last, after this history: a message
+/// Meta delivered late must read as a question to answer, not as something said before our last reply).
 pub async fn history(pool: &PgPool, conversation_id: Uuid, limit: u32) -> sqlx::Result<Vec<HistoryLine>> {
     let mut lines: Vec<HistoryLine> = sqlx::query_as(
         "SELECT author, text FROM messages
          WHERE conversation_id = $1 AND text IS NOT NULL AND deleted_at IS NULL
-           AND status NOT IN ('failed') AND NOT (direction = 'inbound' AND status = 'ignored')
+           AND status NOT IN ('failed') AND NOT (direction = 'inbound' AND status IN ('ignored', 'pending'))
          ORDER BY meta_timestamp DESC, created_at DESC, chunk_index DESC NULLS LAST
          LIMIT $2",
     )
@@ -324,6 +328,55 @@ pub async fn has_sending(pool: &PgPool, conversation_id: Uuid) -> sqlx::Result<b
                         AND author = 'ai' AND status = 'sending' AND external_message_id IS NULL)",
     )
     .bind(conversation_id)
+    .fetch_one(pool)
+    .await
+}
+
+/// Meta's standard messaging window: a reply must follow the customer's last message within 24 hours.
+pub const MESSAGING_WINDOW_HOURS: i32 = 24;
+
+/// After a reconnect: replies parked while the token was dead go back to `queued` where the customer's
+/// last message is still inside the 24-hour window; older ones (and unanswered messages that old) are
+/// marked failed `outside_window`, since Meta would refuse them. Returns (requeued, expired).
+pub async fn unpark(pool: &PgPool, credential_id: Uuid) -> sqlx::Result<(u64, u64)> {
+    let mut tx = pool.begin().await?;
+    // Window by Meta's timestamp of the customer's newest message, not by when we stored it.
+    let within = "(SELECT max(i.meta_timestamp) FROM messages i
+                   WHERE i.conversation_id = m.conversation_id AND i.direction = 'inbound')
+                  > now() - make_interval(hours => $2)";
+    let requeued = sqlx::query(&format!(
+        "UPDATE messages m SET status = 'queued', status_reason = NULL, updated_at = now()
+         FROM conversations c
+         WHERE m.conversation_id = c.id AND c.credential_id = $1 AND m.status = 'parked' AND {within}"
+    ))
+    .bind(credential_id)
+    .bind(MESSAGING_WINDOW_HOURS)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    let expired = sqlx::query(&format!(
+        "UPDATE messages m SET status = 'failed', status_reason = 'outside_window', updated_at = now()
+         FROM conversations c
+         WHERE m.conversation_id = c.id AND c.credential_id = $1
+           AND (m.status = 'parked' OR (m.direction = 'inbound' AND m.status = 'pending'))
+           AND NOT {within}"
+    ))
+    .bind(credential_id)
+    .bind(MESSAGING_WINDOW_HOURS)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    tx.commit().await?;
+    Ok((requeued, expired))
+}
+
+/// Whether a message with Meta's id is stored (the reconciler's "do we have it?").
+pub async fn exists(pool: &PgPool, channel: &str, mid: &str) -> sqlx::Result<bool> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM messages WHERE channel = $1 AND external_message_id = $2)",
+    )
+    .bind(channel)
+    .bind(mid)
     .fetch_one(pool)
     .await
 }
