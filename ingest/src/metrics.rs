@@ -31,6 +31,10 @@ pub struct Metrics {
     pub publish_failures: IntCounterVec,
     /// `ingest_rejected_bodies_total`: signed bodies kept in the rejected queue.
     pub rejected_bodies: IntCounter,
+    /// `ingest_oauth_callbacks_total{outcome}`: how "Connect Instagram" attempts ended.
+    pub oauth_callbacks: IntCounterVec,
+    /// `ingest_admin_requests_total{status}`: admin API requests by status class.
+    pub admin_requests: IntCounterVec,
 }
 
 impl Metrics {
@@ -83,6 +87,35 @@ impl Metrics {
         for outcome in OUTCOMES {
             requests.with_label_values(&[outcome]);
         }
+        // Series exist at zero from the start, so `rate()` alerts see a baseline instead of no data.
+        for reason in ["unavailable", "nacked", "returned", "timeout", "broker_error"] {
+            publish_failures.with_label_values(&[reason]);
+        }
+        for source in ["messaging", "standby", "changes"] {
+            events_published.with_label_values(&[source]);
+        }
+        let oauth_callbacks = IntCounterVec::new(
+            Opts::new(
+                "ingest_oauth_callbacks_total",
+                "OAuth callbacks by outcome (connected, denied, invalid_state, failed).",
+            ),
+            &["outcome"],
+        )
+        .expect("valid metric");
+        for outcome in ["connected", "denied", "invalid_state", "failed"] {
+            oauth_callbacks.with_label_values(&[outcome]);
+        }
+        let admin_requests = IntCounterVec::new(
+            Opts::new(
+                "ingest_admin_requests_total",
+                "Admin API requests by status class (2xx, 4xx, 5xx).",
+            ),
+            &["status"],
+        )
+        .expect("valid metric");
+        for class in ["2xx", "4xx", "5xx"] {
+            admin_requests.with_label_values(&[class]);
+        }
         for collector in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(request_duration.clone()),
@@ -90,6 +123,8 @@ impl Metrics {
             Box::new(publish_confirm.clone()),
             Box::new(publish_failures.clone()),
             Box::new(rejected_bodies.clone()),
+            Box::new(oauth_callbacks.clone()),
+            Box::new(admin_requests.clone()),
         ] {
             registry.register(collector).expect("metric names are unique");
         }
@@ -101,6 +136,8 @@ impl Metrics {
             publish_confirm,
             publish_failures,
             rejected_bodies,
+            oauth_callbacks,
+            admin_requests,
         }
     }
 }

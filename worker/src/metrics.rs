@@ -2,7 +2,9 @@
 //! `docs/metrics.md`. Labels are low-cardinality (kinds, outcomes, classes), never user or account ids.
 
 use omnidm_shared::ops::LATENCY_BUCKETS;
-use prometheus::{Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{
+    Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+};
 
 /// Handles to the worker's metrics.
 #[derive(Clone)]
@@ -41,6 +43,20 @@ pub struct Metrics {
     pub reply_latency: Histogram,
     /// `worker_reply_overhead_seconds`: a reply pass's own time, excluding AI and Send API calls.
     pub reply_overhead: Histogram,
+    /// `worker_credentials{status}`: connected accounts by status (set by the token lifecycle job).
+    pub credentials: IntGaugeVec,
+    /// `worker_token_refresh_total{outcome}`: Instagram token refreshes.
+    pub token_refresh: IntCounterVec,
+    /// `worker_reconcile_runs_total{outcome}`: account checks against the Conversations API.
+    pub reconcile_runs: IntCounterVec,
+    /// `worker_recovered_messages_total`: DMs that never came by webhook, found by the reconciler.
+    pub recovered: IntCounter,
+    /// `worker_missed_messages_total`: recovered DMs too old to answer (outside the 24-hour window).
+    pub missed: IntCounter,
+    /// `worker_resubscriptions_total`: webhook subscriptions found gone and restored.
+    pub resubscriptions: IntCounter,
+    /// `worker_webhook_silence_max_seconds`: longest time since the last webhook among active accounts.
+    pub webhook_silence: Gauge,
 }
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, label: &str, values: &[&str]) -> IntCounterVec {
@@ -85,7 +101,57 @@ impl Metrics {
         )
         .expect("valid metric");
         r.register(Box::new(job_duration.clone())).expect("unique metric");
+        let credentials = IntGaugeVec::new(
+            Opts::new(
+                "worker_credentials",
+                "Connected accounts by status (active, expiring, reauth_required, disconnected).",
+            ),
+            &["status"],
+        )
+        .expect("valid metric");
+        for status in crate::lifecycle::STATUSES {
+            credentials.with_label_values(&[status]);
+        }
+        r.register(Box::new(credentials.clone())).expect("unique metric");
+        let webhook_silence = Gauge::new(
+            "worker_webhook_silence_max_seconds",
+            "Longest time since the last webhook among active accounts (since connecting if none yet).",
+        )
+        .expect("valid metric");
+        r.register(Box::new(webhook_silence.clone()))
+            .expect("unique metric");
         Self {
+            webhook_silence,
+            reconcile_runs: counter_vec(
+                &r,
+                "worker_reconcile_runs_total",
+                "Account checks against the Conversations API, by outcome.",
+                "outcome",
+                &["ok", "error"],
+            ),
+            recovered: counter(
+                &r,
+                "worker_recovered_messages_total",
+                "DMs no webhook delivered, recovered through the Conversations API.",
+            ),
+            missed: counter(
+                &r,
+                "worker_missed_messages_total",
+                "Recovered DMs older than the 24-hour window, stored but not answered.",
+            ),
+            resubscriptions: counter(
+                &r,
+                "worker_resubscriptions_total",
+                "Webhook subscriptions found missing and restored.",
+            ),
+            credentials,
+            token_refresh: counter_vec(
+                &r,
+                "worker_token_refresh_total",
+                "Instagram token refreshes by outcome.",
+                "outcome",
+                &["refreshed", "failed", "reauth_required"],
+            ),
             jobs: counter_vec(
                 &r,
                 "worker_jobs_total",

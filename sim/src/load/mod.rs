@@ -122,6 +122,7 @@ pub async fn run(options: &LoadOptions) -> Result<LoadReport, LoadError> {
     }
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(options.concurrency)
+        .pool_idle_timeout(crate::webhook::POOL_IDLE_TIMEOUT)
         .timeout(options.timeout)
         .tcp_nodelay(true)
         .build()?;

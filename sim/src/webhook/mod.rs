@@ -31,10 +31,23 @@ impl std::fmt::Debug for WebhookClient {
     }
 }
 
+/// How long a pooled connection to the service may idle before the client drops it: below ingest's
+/// `INGEST_HEADER_TIMEOUT_MS` (which closes idle keep-alive connections), so a request is never sent on a
+/// connection the server is closing at that moment (a reset, which Meta would retry but a test would not).
+pub const POOL_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(1_000);
+
+/// A `reqwest` client for calling the service: keep-alive, but never past [`POOL_IDLE_TIMEOUT`].
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+        .build()
+        .expect("a plain HTTP client builds")
+}
+
 impl WebhookClient {
     /// A client with its own connection pool.
     pub fn new(url: impl Into<String>, secret: impl AsRef<[u8]>) -> Self {
-        Self::with_client(reqwest::Client::new(), url, secret)
+        Self::with_client(http_client(), url, secret)
     }
 
     /// A client over an existing `reqwest::Client`, to share its pool and timeouts.
