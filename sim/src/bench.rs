@@ -25,6 +25,9 @@ pub struct BenchOptions {
     pub duration: Duration,
     /// Jobs one worker handles at once.
     pub concurrency: usize,
+    /// The simulated AI's answer time: zero measures the workers' own cost; a second shows how
+    /// throughput grows with concurrency × workers when the AI is the wait.
+    pub ai_latency: Duration,
 }
 
 /// One run's figures.
@@ -80,6 +83,7 @@ async fn run_one(options: &BenchOptions, workers: usize) -> anyhow::Result<Bench
         log: "error".into(),
     })
     .await?;
+    stack.sim.set_ai_latency(options.ai_latency);
     let ports: Vec<String> = (0..workers)
         .map(|i| format!("127.0.0.1:{}", 19_190 + i))
         .collect();

@@ -70,6 +70,9 @@ struct BenchArgs {
     /// WORKER_CONCURRENCY of each worker.
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
+    /// How long the simulated AI takes to answer, e.g. 1s (0s: at once).
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    ai_latency: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -304,6 +307,7 @@ async fn main() -> anyhow::Result<()> {
                 rate: args.rate,
                 duration: args.duration,
                 concurrency: args.concurrency,
+                ai_latency: args.ai_latency,
             })
             .await?;
             println!("| workers | DMs accepted/s | replies/s | backlog drained after the load | reply-pass overhead p50 |");
