@@ -31,42 +31,37 @@ pub async fn handle(
     let Some(user) = &event.recipient else {
         return Ok(Outcome::Done);
     };
-    let conversation_id =
-        match conversations::find(&ctx.pool, channel, &credential.account_id, user.as_str()).await? {
-            Some(id) => id,
-            None => conversations::upsert(&ctx.pool, credential, user.as_str()).await?,
-        };
-    if let Some(text) = &echo.text {
-        if messages::match_sending_echo(&ctx.pool, conversation_id, text, &echo.mid).await? {
-            return Ok(Outcome::Done);
+    // Our chunk may be mid-send in a conversation that exists; with no conversation, nothing is ours.
+    let existing = conversations::find(&ctx.pool, channel, &credential.account_id, user.as_str()).await?;
+    if let Some(conversation_id) = existing {
+        if let Some(text) = &echo.text {
+            if messages::match_sending_echo(&ctx.pool, conversation_id, text, &echo.mid).await? {
+                return Ok(Outcome::Done);
+            }
+        }
+        if attempt.waits < MAX_ECHO_WAITS && messages::has_sending(&ctx.pool, conversation_id).await? {
+            // The Send API call for one of our chunks has not returned yet: this may be its echo.
+            return Ok(Outcome::Wait {
+                after: Duration::from_secs(1),
+                reason: "echo_unmatched",
+            });
         }
     }
-    if attempt.waits < MAX_ECHO_WAITS && messages::has_sending(&ctx.pool, conversation_id).await? {
-        // The Send API call for one of our chunks has not returned yet: this may be its echo.
-        return Ok(Outcome::Wait {
-            after: Duration::from_secs(1),
-            reason: "echo_unmatched",
-        });
-    }
     let text = echo.text.clone().unwrap_or_else(|| "[attachment]".into());
-    let inserted = messages::insert(
-        &ctx.pool,
-        &messages::NewMessage {
-            conversation_id,
-            channel,
-            mid: &echo.mid,
-            author: "human",
-            kind: "message",
-            text: Some(&text),
-            raw: job.event.get(),
-            meta_timestamp: sent_at,
-            status: "delivered",
-            status_reason: None,
-        },
-    )
-    .await?;
-    if inserted {
+    let human = messages::NewMessage {
+        mid: &echo.mid,
+        author: "human",
+        kind: "message",
+        text: Some(&text),
+        raw: job.event.get(),
+        meta_timestamp: sent_at,
+        status: "delivered",
+        status_reason: None,
+    };
+    let stored = messages::store(&ctx.pool, credential, user.as_str(), &human).await?;
+    if stored.inserted {
         let until = Utc::now() + ctx.human_pause;
+        let conversation_id = stored.conversation_id;
         conversations::pause_ai(&ctx.pool, conversation_id, until).await?;
         ctx.metrics.paused.inc();
         tracing::info!(%conversation_id, %until, "a human answered from the Instagram app; AI paused");

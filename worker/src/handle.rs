@@ -2,7 +2,7 @@
 //! hand messages that want an answer to the reply pass. Exposed so tests can drive a single step.
 
 use crate::context::{Attempt, Context, Outcome};
-use crate::store::{conversations, credentials, messages};
+use crate::store::{credentials, messages};
 use crate::{echo, reply};
 use chrono::{DateTime, Utc};
 use omnidm_shared::job::{EventSource, JobV1};
@@ -172,7 +172,6 @@ async fn inbound(
         ctx.metrics.ignored.with_label_values(&["no_sender"]).inc();
         return Ok(Outcome::Done);
     };
-    let conversation_id = conversations::upsert(&ctx.pool, credential, sender.as_str()).await?;
     // A recovered DM (the webhook never came) older than Meta's window cannot be answered any more.
     let missed = job.recovered
         && !record_only
@@ -185,8 +184,6 @@ async fn inbound(
         (true, _, _) => Some("self"),
     };
     let new = messages::NewMessage {
-        conversation_id,
-        channel: &credential.channel,
         mid,
         author: "customer",
         kind,
@@ -196,7 +193,8 @@ async fn inbound(
         status: if reason.is_some() { "ignored" } else { "pending" },
         status_reason: reason,
     };
-    if !messages::insert(&ctx.pool, &new).await? {
+    let stored = messages::store(&ctx.pool, credential, sender.as_str(), &new).await?;
+    if !stored.inserted {
         ctx.metrics.duplicates.inc();
         tracing::debug!("message already stored (redelivery)");
     } else if missed {
@@ -210,7 +208,7 @@ async fn inbound(
         ctx.metrics.ignored.with_label_values(&[reason]).inc();
         return Ok(Outcome::Done);
     }
-    Ok(reply::run(ctx, conversation_id).await)
+    Ok(reply::run(ctx, stored.conversation_id).await)
 }
 
 fn received_at(job: &JobV1<'_>) -> DateTime<Utc> {

@@ -9,7 +9,9 @@
 use crate::ai::{AiError, ChatMessage};
 use crate::chunk;
 use crate::context::{Context, Outcome};
-use crate::store::{conversations, credentials, messages};
+use crate::store::conversations::{self, Lease};
+use crate::store::credentials::{self, Credential};
+use crate::store::messages;
 use chrono::Utc;
 use omnidm_shared::meta::graph_error::ErrorClass;
 use std::time::{Duration, Instant};
@@ -18,63 +20,78 @@ use uuid::Uuid;
 /// How long a chunk may sit in `sending` with no echo before we conclude it never left and resend it.
 const UNKNOWN_SEND_GRACE: Duration = Duration::from_secs(30);
 
+/// How long a pass trusts the account it read (status, throttle pause, token) before re-reading it
+/// between chunks: long enough that a reply costs no extra round trip per chunk, short enough that a
+/// throttle or a dead token another worker just recorded is honoured at once in practice (and Meta would
+/// tell us again anyway).
+const ACCOUNT_FRESH_FOR: Duration = Duration::from_secs(1);
+
 /// Runs the reply pass and always gives the lease back.
 #[tracing::instrument(name = "reply", skip_all, fields(%conversation_id))]
 pub async fn run(ctx: &Context, conversation_id: Uuid) -> Outcome {
     let mut clock = Overhead::start();
     // The lease belongs to this pass, not to the process: concurrent jobs of one worker must exclude
     // each other as much as jobs of different workers do.
-    let owner = Uuid::new_v4();
-    let outcome = match conversations::acquire_lease(&ctx.pool, conversation_id, owner, ctx.lease).await {
-        Ok(Some(_)) => {
-            let outcome = pass(ctx, conversation_id, owner, &mut clock)
-                .await
-                .unwrap_or_else(Outcome::from);
-            if let Err(error) = conversations::release_lease(&ctx.pool, conversation_id, owner).await {
-                tracing::warn!(%error, "cannot release conversation lease; it will expire");
-            }
-            outcome
-        }
-        // Another worker is answering this conversation; it will see our message, or we come back.
-        Ok(None) => Outcome::Wait {
-            after: Duration::from_secs(1),
-            reason: "conversation_busy",
-        },
-        Err(error) => error.into(),
+    let lease = Lease {
+        conversation_id,
+        owner: Uuid::new_v4(),
+        ttl: ctx.lease,
     };
+    let mut held = false;
+    let outcome = pass(ctx, &lease, &mut held, &mut clock)
+        .await
+        .unwrap_or_else(Outcome::from);
+    if held {
+        if let Err(error) = conversations::release_lease(&ctx.pool, &lease).await {
+            tracing::warn!(%error, "cannot release conversation lease; it will expire");
+        }
+    }
     ctx.metrics.reply_overhead.observe(clock.total().as_secs_f64());
     outcome
 }
 
+/// Another pass holds the conversation; it will see our message, or we come back.
+fn busy() -> Outcome {
+    Outcome::Wait {
+        after: Duration::from_secs(1),
+        reason: "conversation_busy",
+    }
+}
+
+/// The pass proper. `held` says whether the lease is still ours to give back when it returns.
+///
+/// A reply for one new message costs seven round trips: lease and account, the work list, history,
+/// storing the reply, marking the chunk sending and sent, and giving the lease back if nothing else came.
 async fn pass(
     ctx: &Context,
-    conversation_id: Uuid,
-    owner: Uuid,
+    lease: &Lease,
+    held: &mut bool,
     clock: &mut Overhead,
 ) -> Result<Outcome, sqlx::Error> {
     loop {
-        let Some(lease) = conversations::acquire_lease(&ctx.pool, conversation_id, owner, ctx.lease).await?
-        else {
-            return Ok(Outcome::Wait {
-                after: Duration::from_secs(1),
-                reason: "conversation_busy",
-            });
+        let Some(leased) = conversations::acquire_lease(&ctx.pool, lease).await? else {
+            return Ok(busy());
         };
-        let Some(credential) = credentials::get(&ctx.pool, lease.credential_id).await? else {
-            return Ok(Outcome::Done);
-        };
-        let unsent = messages::unsent(&ctx.pool, conversation_id).await?;
-        if !unsent.is_empty() {
-            match send_all(ctx, &credential, &lease.external_user_id, &unsent, clock).await? {
+        *held = true;
+        let recipient = leased.external_user_id;
+        let mut account = Account::read_now(leased.credential);
+        let work = messages::work(&ctx.pool, lease.conversation_id).await?;
+        if !work.unsent.is_empty() {
+            match send_all(ctx, &mut account, &recipient, &work.unsent, clock).await? {
                 Outcome::Done => continue,
                 other => return Ok(other),
             }
         }
-        let pending = messages::pending(&ctx.pool, conversation_id).await?;
+        let pending = work.pending;
         let Some(newest) = pending.iter().map(|p| p.created_at).max() else {
-            return Ok(Outcome::Done);
+            if conversations::release_if_idle(&ctx.pool, lease).await? {
+                *held = false;
+                return Ok(Outcome::Done);
+            }
+            // A message arrived since the work list was read: it is ours to answer.
+            continue;
         };
-        if lease.ai_paused_until.is_some_and(|until| until > Utc::now()) {
+        if leased.ai_paused_until.is_some_and(|until| until > Utc::now()) {
             let ids: Vec<Uuid> = pending.iter().map(|p| p.id).collect();
             messages::ignore_pending(&ctx.pool, &ids, "human_takeover").await?;
             ctx.metrics
@@ -83,7 +100,7 @@ async fn pass(
                 .inc_by(ids.len() as u64);
             return Ok(Outcome::Done);
         }
-        if !credential.can_send() {
+        if !account.credential.can_send() {
             // Parked: stored and pending; answered once the account is reconnected.
             ctx.metrics
                 .ignored
@@ -99,7 +116,13 @@ async fn pass(
             clock.pause(tokio::time::sleep(wait)).await;
             continue;
         }
-        let prompt = prompt(ctx, &credential.system_prompt, conversation_id, &pending).await?;
+        let prompt = prompt(
+            ctx,
+            &account.credential.system_prompt,
+            lease.conversation_id,
+            &pending,
+        )
+        .await?;
         let started = Instant::now();
         let answer = clock.pause(ctx.ai.complete(&prompt)).await;
         ctx.metrics.ai_duration.observe(started.elapsed().as_secs_f64());
@@ -118,38 +141,58 @@ async fn pass(
                 });
             }
         };
-        if conversations::acquire_lease(&ctx.pool, conversation_id, owner, ctx.lease)
-            .await?
-            .is_none()
-        {
-            // Our lease expired during a very slow AI call and another worker took over: let it answer.
-            return Ok(Outcome::Wait {
-                after: Duration::from_secs(1),
-                reason: "conversation_busy",
-            });
-        }
         let chunks = chunk::split(&answer, chunk::MAX_CHUNK_BYTES);
         let answered: Vec<Uuid> = pending.iter().map(|p| p.id).collect();
-        messages::create_reply(
-            &ctx.pool,
-            conversation_id,
-            &credential.channel,
-            &answered,
-            &chunks,
-        )
-        .await?;
+        let channel = account.credential.channel.clone();
+        let Some(unsent) = messages::create_reply(&ctx.pool, lease, &channel, &answered, &chunks).await?
+        else {
+            // Our lease expired during a very slow AI call and another pass took over: let it answer.
+            *held = false;
+            return Ok(busy());
+        };
         ctx.metrics.replies.inc();
         let oldest = pending.iter().map(|p| p.meta_timestamp).min();
-        let unsent = messages::unsent(&ctx.pool, conversation_id).await?;
-        match send_all(ctx, &credential, &lease.external_user_id, &unsent, clock).await? {
+        match send_all(ctx, &mut account, &recipient, &unsent, clock).await? {
             Outcome::Done => {
                 if let Some(oldest) = oldest {
                     let latency = (Utc::now() - oldest).to_std().unwrap_or_default();
                     ctx.metrics.reply_latency.observe(latency.as_secs_f64());
                 }
+                if conversations::release_if_idle(&ctx.pool, lease).await? {
+                    *held = false;
+                    return Ok(Outcome::Done);
+                }
             }
             other => return Ok(other),
         }
+    }
+}
+
+/// The account as last read, and when.
+struct Account {
+    credential: Credential,
+    read_at: Instant,
+}
+
+impl Account {
+    fn read_now(credential: Credential) -> Self {
+        Self {
+            credential,
+            read_at: Instant::now(),
+        }
+    }
+
+    /// Re-reads the account if the copy is older than [`ACCOUNT_FRESH_FOR`] (an AI call or a few sends
+    /// ago): its status and throttle pause are shared by every worker and change under us.
+    async fn refresh(&mut self, pool: &sqlx::PgPool) -> Result<(), sqlx::Error> {
+        if self.read_at.elapsed() < ACCOUNT_FRESH_FOR {
+            return Ok(());
+        }
+        if let Some(credential) = credentials::get(pool, self.credential.id).await? {
+            self.credential = credential;
+        }
+        self.read_at = Instant::now();
+        Ok(())
     }
 }
 
@@ -193,16 +236,15 @@ async fn prompt(
 /// Sends chunks in order; stops at the first that cannot go out now and says why.
 async fn send_all(
     ctx: &Context,
-    credential: &credentials::Credential,
+    account: &mut Account,
     recipient: &str,
     chunks: &[messages::Unsent],
     clock: &mut Overhead,
 ) -> Result<Outcome, sqlx::Error> {
     for (index, chunk) in chunks.iter().enumerate() {
         let rest: Vec<Uuid> = chunks[index..].iter().map(|c| c.id).collect();
-        let credential = credentials::get(&ctx.pool, credential.id)
-            .await?
-            .unwrap_or_else(|| credential.clone());
+        account.refresh(&ctx.pool).await?;
+        let credential = &account.credential;
         if !credential.can_send() {
             messages::set_status(&ctx.pool, &rest, "parked", Some("reauth_required")).await?;
             return Ok(Outcome::Done);

@@ -1,32 +1,12 @@
 //! Conversations: upserted per (channel, account, user); a lease so one worker at a time replies; the
 //! human-takeover pause.
 
+use super::credentials::{Credential, CREDENTIAL_COLUMNS, CREDENTIAL_FROM};
+use super::messages::WORK;
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use std::time::Duration;
 use uuid::Uuid;
-
-/// Creates the conversation on first contact, returns its id either way.
-pub async fn upsert(
-    pool: &PgPool,
-    credential: &super::credentials::Credential,
-    external_user_id: &str,
-) -> sqlx::Result<Uuid> {
-    sqlx::query_scalar(
-        "INSERT INTO conversations (id, customer_id, credential_id, channel, account_id, external_user_id)
-         VALUES ($1, $2, $3, $4, $5, $6)
-         ON CONFLICT (channel, account_id, external_user_id) DO UPDATE SET updated_at = now()
-         RETURNING id",
-    )
-    .bind(Uuid::now_v7())
-    .bind(credential.customer_id)
-    .bind(credential.id)
-    .bind(&credential.channel)
-    .bind(&credential.account_id)
-    .bind(external_user_id)
-    .fetch_one(pool)
-    .await
-}
 
 /// Finds an existing conversation.
 pub async fn find(
@@ -45,7 +25,27 @@ pub async fn find(
     .await
 }
 
-/// What the lease holder needs to know about the conversation.
+/// A reply pass's claim on a conversation: one worker at a time produces its replies, and a crashed
+/// holder's claim simply expires after `ttl`.
+#[derive(Debug, Clone, Copy)]
+pub struct Lease {
+    /// The conversation.
+    pub conversation_id: Uuid,
+    /// The reply pass holding it (not the process: two jobs of one worker exclude each other too).
+    pub owner: Uuid,
+    /// How long the claim lasts unless renewed.
+    pub ttl: Duration,
+}
+
+/// Sets the lease for `$2` for `$3` seconds on the conversation `cv`; pair with [`LEASE_AVAILABLE`].
+pub(crate) const TAKE_LEASE: &str = "lease_owner = $2, lease_expires_at = now() + make_interval(secs => $3)";
+
+/// The conversation `cv` is free for `$2`: unleased, already its own, or its holder's lease expired.
+pub(crate) const LEASE_AVAILABLE: &str =
+    "(cv.lease_owner IS NULL OR cv.lease_owner = $2 OR cv.lease_expires_at < now())";
+
+/// What the lease holder needs to know: the conversation and, read in the same statement, its account
+/// (status, throttle pause and token change while replies are produced, so it is re-read every pass).
 #[derive(Debug, sqlx::FromRow)]
 pub struct Leased {
     /// The human-takeover pause, if any.
@@ -53,34 +53,47 @@ pub struct Leased {
     /// Who we answer.
     pub external_user_id: String,
     /// The account it belongs to.
-    pub credential_id: Uuid,
+    #[sqlx(flatten)]
+    pub credential: Credential,
 }
 
-/// Takes (or renews) the conversation's lease for `owner`. `None`: another live worker holds it.
-pub async fn acquire_lease(
-    pool: &PgPool,
-    id: Uuid,
-    owner: Uuid,
-    ttl: Duration,
-) -> sqlx::Result<Option<Leased>> {
-    sqlx::query_as(
-        "UPDATE conversations
-         SET lease_owner = $2, lease_expires_at = now() + make_interval(secs => $3)
-         WHERE id = $1 AND (lease_owner IS NULL OR lease_owner = $2 OR lease_expires_at < now())
-         RETURNING ai_paused_until, external_user_id, credential_id",
-    )
-    .bind(id)
-    .bind(owner)
-    .bind(ttl.as_secs_f64())
+/// Takes (or renews) the lease and reads the conversation and its account in one round trip. `None`:
+/// another live reply pass holds it.
+pub async fn acquire_lease(pool: &PgPool, lease: &Lease) -> sqlx::Result<Option<Leased>> {
+    sqlx::query_as(&format!(
+        "UPDATE conversations cv SET {TAKE_LEASE}
+         FROM {CREDENTIAL_FROM}
+         WHERE cv.id = $1 AND c.id = cv.credential_id AND {LEASE_AVAILABLE}
+         RETURNING cv.ai_paused_until, cv.external_user_id, {CREDENTIAL_COLUMNS}"
+    ))
+    .bind(lease.conversation_id)
+    .bind(lease.owner)
+    .bind(lease.ttl.as_secs_f64())
     .fetch_optional(pool)
     .await
 }
 
+/// Gives the lease back, but only if the conversation has no work left (no unanswered message, no
+/// unsent chunk): the usual end of a pass, in one round trip. `false`: something arrived meanwhile and
+/// the holder must go round again (a job that found the lease taken relies on it, or on its own retry).
+pub async fn release_if_idle(pool: &PgPool, lease: &Lease) -> sqlx::Result<bool> {
+    let released = sqlx::query(&format!(
+        "UPDATE conversations cv SET lease_owner = NULL, lease_expires_at = NULL
+         WHERE cv.id = $1 AND cv.lease_owner = $2
+           AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = cv.id AND {WORK})"
+    ))
+    .bind(lease.conversation_id)
+    .bind(lease.owner)
+    .execute(pool)
+    .await?;
+    Ok(released.rows_affected() == 1)
+}
+
 /// Gives the lease back so the next message is answered without waiting for expiry.
-pub async fn release_lease(pool: &PgPool, id: Uuid, owner: Uuid) -> sqlx::Result<()> {
+pub async fn release_lease(pool: &PgPool, lease: &Lease) -> sqlx::Result<()> {
     sqlx::query("UPDATE conversations SET lease_owner = NULL, lease_expires_at = NULL WHERE id = $1 AND lease_owner = $2")
-        .bind(id)
-        .bind(owner)
+        .bind(lease.conversation_id)
+        .bind(lease.owner)
         .execute(pool)
         .await
         .map(drop)
@@ -98,10 +111,10 @@ pub async fn pause_ai(pool: &PgPool, id: Uuid, until: DateTime<Utc>) -> sqlx::Re
 
 /// Conversations of an account with work left: unanswered inbound messages or unsent reply chunks.
 pub async fn with_unanswered(pool: &PgPool, credential_id: Uuid) -> sqlx::Result<Vec<Uuid>> {
-    sqlx::query_scalar(
+    sqlx::query_scalar(&format!(
         "SELECT DISTINCT c.id FROM conversations c JOIN messages m ON m.conversation_id = c.id
-         WHERE c.credential_id = $1 AND m.status IN ('pending', 'queued', 'sending')",
-    )
+         WHERE c.credential_id = $1 AND {WORK}"
+    ))
     .bind(credential_id)
     .fetch_all(pool)
     .await

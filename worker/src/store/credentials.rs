@@ -65,35 +65,46 @@ impl Credential {
 
 pub use omnidm_shared::crypto::token_associated_data;
 
-const SELECT: &str = "SELECT c.id, c.customer_id, c.channel, c.account_id, c.page_id, c.username, c.login,
-        c.token_expires_at, c.token_refreshed_at, c.status, c.send_paused_until, c.access_token_enc,
-        cu.system_prompt
-    FROM instagram_credentials c JOIN customers cu ON cu.id = c.customer_id";
+/// The columns of [`Credential`], for every query that reads one (here and joined into the reply
+/// pass's lease statement, so taking the lease reads the account in the same round trip).
+pub(crate) const CREDENTIAL_COLUMNS: &str = "c.id, c.customer_id, c.channel, c.account_id, c.page_id,
+        c.username, c.login, c.token_expires_at, c.token_refreshed_at, c.status, c.send_paused_until,
+        c.access_token_enc, cu.system_prompt";
+
+/// The tables [`CREDENTIAL_COLUMNS`] come from (`c` the credential, `cu` its customer).
+pub(crate) const CREDENTIAL_FROM: &str = "instagram_credentials c JOIN customers cu ON cu.id = c.customer_id";
 
 /// Finds the account a webhook entry was delivered for: the Instagram account id, or for Messenger
 /// (`object: page`) the Page id. With `webhook`, also notes that a webhook arrived (silence detection;
 /// events the reconciler recovered are not webhooks).
 pub async fn route(pool: &PgPool, entry_id: &str, webhook: bool) -> sqlx::Result<Option<Credential>> {
-    let sql = format!("{SELECT} WHERE (c.account_id = $1 OR c.page_id = $1) AND c.status <> 'disconnected'");
-    let credential: Option<Credential> = sqlx::query_as(&sql).bind(entry_id).fetch_optional(pool).await?;
-    if let Some(c) = credential.as_ref().filter(|_| webhook) {
-        sqlx::query(
-            "UPDATE instagram_credentials SET last_webhook_at = now()
-             WHERE id = $1 AND (last_webhook_at IS NULL OR last_webhook_at < now() - interval '10 seconds')",
-        )
-        .bind(c.id)
-        .execute(pool)
-        .await?;
-    }
-    Ok(credential)
+    // One round trip for both: every webhook takes this path, and the note is written at most every
+    // ten seconds per account (an UPDATE matching no row writes nothing).
+    sqlx::query_as(&format!(
+        "WITH found AS (
+             SELECT {CREDENTIAL_COLUMNS} FROM {CREDENTIAL_FROM}
+             WHERE (c.account_id = $1 OR c.page_id = $1) AND c.status <> 'disconnected'
+         ), noted AS (
+             UPDATE instagram_credentials SET last_webhook_at = now()
+             WHERE $2 AND id IN (SELECT id FROM found)
+               AND (last_webhook_at IS NULL OR last_webhook_at < now() - interval '10 seconds')
+         )
+         SELECT * FROM found"
+    ))
+    .bind(entry_id)
+    .bind(webhook)
+    .fetch_optional(pool)
+    .await
 }
 
 /// Reloads a credential (its pause and status change while a reply is being produced).
 pub async fn get(pool: &PgPool, id: Uuid) -> sqlx::Result<Option<Credential>> {
-    sqlx::query_as(&format!("{SELECT} WHERE c.id = $1"))
-        .bind(id)
-        .fetch_optional(pool)
-        .await
+    sqlx::query_as(&format!(
+        "SELECT {CREDENTIAL_COLUMNS} FROM {CREDENTIAL_FROM} WHERE c.id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(pool)
+    .await
 }
 
 /// Pauses every send on the account until `until` (never shortens an existing pause).
@@ -140,7 +151,7 @@ pub use omnidm_shared::account_events::record as record_event;
 /// Every credential that still has a token (the lifecycle job's worklist).
 pub async fn all_connected(pool: &PgPool) -> sqlx::Result<Vec<Credential>> {
     sqlx::query_as(&format!(
-        "{SELECT} WHERE c.status <> 'disconnected' ORDER BY c.id"
+        "SELECT {CREDENTIAL_COLUMNS} FROM {CREDENTIAL_FROM} WHERE c.status <> 'disconnected' ORDER BY c.id"
     ))
     .fetch_all(pool)
     .await

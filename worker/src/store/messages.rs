@@ -2,6 +2,8 @@
 //! from `queued` through `sending` to `sent`/`delivered`, and the edits, deletions and reactions Meta
 //! reports on them.
 
+use super::conversations::{Lease, LEASE_AVAILABLE, TAKE_LEASE};
+use super::credentials::Credential;
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -9,10 +11,6 @@ use uuid::Uuid;
 /// A new inbound (or human-sent) message.
 #[derive(Debug)]
 pub struct NewMessage<'a> {
-    /// The conversation.
-    pub conversation_id: Uuid,
-    /// `instagram` or `messenger`.
-    pub channel: &'a str,
     /// Meta's mid: the idempotency key.
     pub mid: &'a str,
     /// `customer` or `human`.
@@ -31,24 +29,60 @@ pub struct NewMessage<'a> {
     pub status_reason: Option<&'a str>,
 }
 
-/// Inserts the message unless Meta's id is already stored. Returns whether it was new.
-pub async fn insert(pool: &PgPool, m: &NewMessage<'_>) -> sqlx::Result<bool> {
-    let direction = if m.author == "customer" {
-        "inbound"
-    } else {
-        "outbound"
-    };
-    let result = sqlx::query(
-        "INSERT INTO messages (id, conversation_id, channel, external_message_id, direction, author, kind, text, raw,
-                               meta_timestamp, status, status_reason)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11, $12)
-         ON CONFLICT (channel, external_message_id) DO NOTHING",
+impl NewMessage<'_> {
+    fn direction(&self) -> &'static str {
+        if self.author == "customer" {
+            "inbound"
+        } else {
+            "outbound"
+        }
+    }
+}
+
+/// Where a stored message went.
+#[derive(Debug, sqlx::FromRow)]
+pub struct Stored {
+    /// Its conversation (created on first contact).
+    pub conversation_id: Uuid,
+    /// False when Meta's id was already stored: a redelivery, nothing changed.
+    pub inserted: bool,
+}
+
+/// Stores a message of the conversation between the account and `external_user_id`: upserts the
+/// conversation (noting inbound activity for a customer's message) and inserts the message unless Meta's
+/// id is already stored, in one statement, since every DM takes this path.
+pub async fn store(
+    pool: &PgPool,
+    credential: &Credential,
+    external_user_id: &str,
+    m: &NewMessage<'_>,
+) -> sqlx::Result<Stored> {
+    sqlx::query_as(
+        "WITH cv AS (
+             INSERT INTO conversations (id, customer_id, credential_id, channel, account_id, external_user_id,
+                                        last_inbound_at)
+             VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $9 = 'inbound' THEN now() END)
+             ON CONFLICT (channel, account_id, external_user_id) DO UPDATE SET updated_at = now(),
+                 last_inbound_at = CASE WHEN $9 = 'inbound' THEN now() ELSE conversations.last_inbound_at END
+             RETURNING id
+         ), m AS (
+             INSERT INTO messages (id, conversation_id, channel, external_message_id, direction, author, kind,
+                                   text, raw, meta_timestamp, status, status_reason)
+             SELECT $7, cv.id, $4, $8, $9, $10, $11, $12, $13::jsonb, $14, $15, $16 FROM cv
+             ON CONFLICT (channel, external_message_id) DO NOTHING
+             RETURNING id
+         )
+         SELECT cv.id AS conversation_id, EXISTS (SELECT 1 FROM m) AS inserted FROM cv",
     )
     .bind(Uuid::now_v7())
-    .bind(m.conversation_id)
-    .bind(m.channel)
+    .bind(credential.customer_id)
+    .bind(credential.id)
+    .bind(&credential.channel)
+    .bind(&credential.account_id)
+    .bind(external_user_id)
+    .bind(Uuid::now_v7())
     .bind(m.mid)
-    .bind(direction)
+    .bind(m.direction())
     .bind(m.author)
     .bind(m.kind)
     .bind(m.text)
@@ -56,15 +90,8 @@ pub async fn insert(pool: &PgPool, m: &NewMessage<'_>) -> sqlx::Result<bool> {
     .bind(m.meta_timestamp)
     .bind(m.status)
     .bind(m.status_reason)
-    .execute(pool)
-    .await?;
-    if result.rows_affected() == 1 {
-        sqlx::query("UPDATE conversations SET last_inbound_at = now(), updated_at = now() WHERE id = $1")
-            .bind(m.conversation_id)
-            .execute(pool)
-            .await?;
-    }
-    Ok(result.rows_affected() == 1)
+    .fetch_one(pool)
+    .await
 }
 
 /// The customer deleted a message: keep the row (history), mark it, and stop it from being answered.
@@ -123,7 +150,7 @@ pub async fn react(
 }
 
 /// An inbound message waiting for a reply.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct Pending {
     /// Row id.
     pub id: Uuid,
@@ -133,18 +160,6 @@ pub struct Pending {
     pub created_at: DateTime<Utc>,
     /// What the customer wrote (or how the AI should read an attachment).
     pub text: Option<String>,
-}
-
-/// Every unanswered inbound message, in the order the customer wrote them.
-pub async fn pending(pool: &PgPool, conversation_id: Uuid) -> sqlx::Result<Vec<Pending>> {
-    sqlx::query_as(
-        "SELECT id, meta_timestamp, created_at, text FROM messages
-         WHERE conversation_id = $1 AND direction = 'inbound' AND status = 'pending' AND deleted_at IS NULL
-         ORDER BY meta_timestamp, created_at",
-    )
-    .bind(conversation_id)
-    .fetch_all(pool)
-    .await
 }
 
 /// Marks pending messages as not to be answered (e.g. a human is handling the conversation).
@@ -185,47 +200,15 @@ pub async fn history(pool: &PgPool, conversation_id: Uuid, limit: u32) -> sqlx::
     Ok(lines)
 }
 
-/// Stores an AI answer as outbound chunks and marks the messages it answers, in one transaction: after
-/// it commits, a crash resumes *sending* these chunks instead of asking the AI again.
-pub async fn create_reply(
-    pool: &PgPool,
-    conversation_id: Uuid,
-    channel: &str,
-    answers: &[Uuid],
-    chunks: &[String],
-) -> sqlx::Result<Uuid> {
-    let reply_id = Uuid::now_v7();
-    let mut tx = pool.begin().await?;
-    sqlx::query("INSERT INTO replies (id, conversation_id) VALUES ($1, $2)")
-        .bind(reply_id)
-        .bind(conversation_id)
-        .execute(&mut *tx)
-        .await?;
-    for (index, chunk) in chunks.iter().enumerate() {
-        sqlx::query(
-            "INSERT INTO messages (id, conversation_id, channel, direction, author, kind, text, meta_timestamp, status, reply_id, chunk_index)
-             VALUES ($1, $2, $3, 'outbound', 'ai', 'message', $4, now(), 'queued', $5, $6)",
-        )
-        .bind(Uuid::now_v7())
-        .bind(conversation_id)
-        .bind(channel)
-        .bind(chunk)
-        .bind(reply_id)
-        .bind(index as i32)
-        .execute(&mut *tx)
-        .await?;
-    }
-    sqlx::query("UPDATE messages SET status = 'answered', reply_id = $2, updated_at = now() WHERE id = ANY($1) AND status = 'pending'")
-        .bind(answers)
-        .bind(reply_id)
-        .execute(&mut *tx)
-        .await?;
-    tx.commit().await?;
-    Ok(reply_id)
-}
+/// A message that still needs something from the reply pass: an inbound one awaiting an answer, or one
+/// of our outbound chunks not yet confirmed sent. Its first condition is the partial index
+/// `messages_pending`, so every query using it is an index scan. The table alias must be `m`.
+pub(crate) const WORK: &str = "m.status IN ('pending', 'queued', 'sending')
+    AND ((m.direction = 'inbound' AND m.status = 'pending' AND m.deleted_at IS NULL)
+         OR (m.direction = 'outbound' AND m.author = 'ai' AND m.status IN ('queued', 'sending')))";
 
 /// An outbound chunk not yet confirmed sent.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct Unsent {
     /// Row id.
     pub id: Uuid,
@@ -235,20 +218,115 @@ pub struct Unsent {
     pub status: String,
     /// Last send attempt, for `sending` chunks whose outcome is unknown.
     pub send_attempted_at: Option<DateTime<Utc>>,
-    /// When the reply was created (end-to-end latency is measured to the send).
-    pub reply_id: Option<Uuid>,
 }
 
-/// Chunks still to send, in order (oldest reply first, then chunk order).
-pub async fn unsent(pool: &PgPool, conversation_id: Uuid) -> sqlx::Result<Vec<Unsent>> {
-    sqlx::query_as(
-        "SELECT id, text, status, send_attempted_at, reply_id FROM messages
-         WHERE conversation_id = $1 AND direction = 'outbound' AND author = 'ai' AND status IN ('queued', 'sending')
-         ORDER BY created_at, chunk_index",
-    )
+/// What a conversation's reply pass has left to do.
+#[derive(Debug, Default)]
+pub struct Work {
+    /// Unanswered inbound messages, in the order the customer wrote them.
+    pub pending: Vec<Pending>,
+    /// Chunks still to send, in order (oldest reply first, then chunk order).
+    pub unsent: Vec<Unsent>,
+}
+
+#[derive(sqlx::FromRow)]
+struct WorkRow {
+    id: Uuid,
+    direction: String,
+    text: Option<String>,
+    status: String,
+    meta_timestamp: DateTime<Utc>,
+    created_at: DateTime<Utc>,
+    send_attempted_at: Option<DateTime<Utc>>,
+    chunk_index: Option<i32>,
+}
+
+/// Both halves of a conversation's [`Work`] in one round trip.
+pub async fn work(pool: &PgPool, conversation_id: Uuid) -> sqlx::Result<Work> {
+    let rows: Vec<WorkRow> = sqlx::query_as(&format!(
+        "SELECT id, direction, text, status, meta_timestamp, created_at, send_attempted_at, chunk_index
+         FROM messages m
+         WHERE m.conversation_id = $1 AND {WORK}"
+    ))
     .bind(conversation_id)
     .fetch_all(pool)
-    .await
+    .await?;
+    let (inbound, mut outbound): (Vec<WorkRow>, Vec<WorkRow>) =
+        rows.into_iter().partition(|row| row.direction == "inbound");
+    let mut pending: Vec<Pending> = inbound
+        .into_iter()
+        .map(|row| Pending {
+            id: row.id,
+            meta_timestamp: row.meta_timestamp,
+            created_at: row.created_at,
+            text: row.text,
+        })
+        .collect();
+    pending.sort_by_key(|p| (p.meta_timestamp, p.created_at));
+    outbound.sort_by_key(|row| (row.created_at, row.chunk_index));
+    let unsent = outbound
+        .into_iter()
+        .map(|row| Unsent {
+            id: row.id,
+            text: row.text.unwrap_or_default(),
+            status: row.status,
+            send_attempted_at: row.send_attempted_at,
+        })
+        .collect();
+    Ok(Work { pending, unsent })
+}
+
+/// Stores an AI answer as outbound chunks and marks the messages it answers, in one statement that
+/// first renews the lease: after it commits, a crash resumes *sending* these chunks instead of asking
+/// the AI again. Returns the chunks to send, or `None` when the lease was lost during a very slow AI
+/// call (another pass took over and will answer; nothing was written).
+pub async fn create_reply(
+    pool: &PgPool,
+    lease: &Lease,
+    channel: &str,
+    answers: &[Uuid],
+    chunks: &[String],
+) -> sqlx::Result<Option<Vec<Unsent>>> {
+    let reply_id = Uuid::now_v7();
+    let ids: Vec<Uuid> = chunks.iter().map(|_| Uuid::now_v7()).collect();
+    let leased: bool = sqlx::query_scalar(&format!(
+        "WITH lease AS (
+             UPDATE conversations cv SET {TAKE_LEASE} WHERE cv.id = $1 AND {LEASE_AVAILABLE} RETURNING cv.id
+         ), reply AS (
+             INSERT INTO replies (id, conversation_id) SELECT $4, id FROM lease RETURNING id
+         ), chunks AS (
+             INSERT INTO messages (id, conversation_id, channel, direction, author, kind, text, meta_timestamp,
+                                   status, reply_id, chunk_index)
+             SELECT chunk.id, $1, $5, 'outbound', 'ai', 'message', chunk.text, now(), 'queued', reply.id,
+                    (chunk.n - 1)::int
+             FROM reply, unnest($6::uuid[], $7::text[]) WITH ORDINALITY AS chunk (id, text, n)
+         ), answered AS (
+             UPDATE messages SET status = 'answered', reply_id = $4, updated_at = now()
+             WHERE id = ANY($8) AND status = 'pending' AND EXISTS (SELECT 1 FROM lease)
+         )
+         SELECT EXISTS (SELECT 1 FROM lease)"
+    ))
+    .bind(lease.conversation_id)
+    .bind(lease.owner)
+    .bind(lease.ttl.as_secs_f64())
+    .bind(reply_id)
+    .bind(channel)
+    .bind(&ids)
+    .bind(chunks)
+    .bind(answers)
+    .fetch_one(pool)
+    .await?;
+    Ok(leased.then(|| {
+        ids.into_iter()
+            .zip(chunks)
+            .map(|(id, text)| Unsent {
+                id,
+                text: text.clone(),
+                status: "queued".into(),
+                send_attempted_at: None,
+            })
+            .collect()
+    }))
 }
 
 /// Records that a send is about to be attempted, *before* calling Meta, so an echo that arrives before

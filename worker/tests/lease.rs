@@ -1,0 +1,181 @@
+//! The reply pass's storage steps against the real PostgreSQL: one pass at a time per conversation, a
+//! lost lease writes nothing, the lease is only given back when no work is left, and an inbound
+//! redelivery changes nothing. These are the statements the pipeline tests exercise end to end; here
+//! each race is forced directly.
+
+mod support;
+
+use chrono::Utc;
+use omnidm_worker::store::conversations::{self, Lease};
+use omnidm_worker::store::{credentials, messages};
+use std::time::Duration;
+use support::{mid, user, Options, Stack};
+use uuid::Uuid;
+
+fn lease(conversation_id: Uuid) -> Lease {
+    Lease {
+        conversation_id,
+        owner: Uuid::new_v4(),
+        ttl: Duration::from_secs(60),
+    }
+}
+
+fn inbound<'a>(mid: &'a str, text: &'a str, raw: &'a str) -> messages::NewMessage<'a> {
+    messages::NewMessage {
+        mid,
+        author: "customer",
+        kind: "message",
+        text: Some(text),
+        raw,
+        meta_timestamp: Utc::now(),
+        status: "pending",
+        status_reason: None,
+    }
+}
+
+async fn status_of(pool: &sqlx::PgPool, mid: &str) -> String {
+    sqlx::query_scalar("SELECT status FROM messages WHERE external_message_id = $1")
+        .bind(mid)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+/// A stack with no workers (nothing races the test) and its seeded account.
+async fn tenant() -> (Stack, sqlx::PgPool, credentials::Credential) {
+    let stack = Stack::start(Options {
+        workers: 0,
+        ..Options::default()
+    })
+    .await;
+    let pool = stack.db().await;
+    let credential = credentials::get(&pool, stack.credential_id)
+        .await
+        .unwrap()
+        .expect("seeded credential");
+    (stack, pool, credential)
+}
+
+#[tokio::test]
+async fn one_pass_at_a_time_a_lost_lease_writes_nothing_and_release_waits_for_idle() {
+    let (stack, pool, credential) = tenant().await;
+    let customer = user();
+    let first = mid();
+    let stored = messages::store(&pool, &credential, &customer, &inbound(&first, "hi", "{}"))
+        .await
+        .unwrap();
+    assert!(stored.inserted);
+
+    // A redelivery of the same Meta message is a no-op in the same conversation.
+    let again = messages::store(&pool, &credential, &customer, &inbound(&first, "hi", "{}"))
+        .await
+        .unwrap();
+    assert!(!again.inserted);
+    assert_eq!(again.conversation_id, stored.conversation_id);
+
+    let a = lease(stored.conversation_id);
+    let b = lease(stored.conversation_id);
+    let leased = conversations::acquire_lease(&pool, &a)
+        .await
+        .unwrap()
+        .expect("free");
+    assert_eq!(leased.external_user_id, customer);
+    assert_eq!(leased.credential.id, stack.credential_id);
+    assert!(
+        conversations::acquire_lease(&pool, &b).await.unwrap().is_none(),
+        "a second pass must not take a held conversation"
+    );
+
+    let work = messages::work(&pool, stored.conversation_id).await.unwrap();
+    assert_eq!(work.pending.len(), 1);
+    assert!(work.unsent.is_empty());
+    assert!(
+        !conversations::release_if_idle(&pool, &a).await.unwrap(),
+        "a pending message keeps the lease"
+    );
+
+    // A pass whose lease is gone stores nothing: the message stays pending for the holder.
+    let answers = [work.pending[0].id];
+    let chunks = ["one".to_string(), "two".to_string()];
+    let lost = messages::create_reply(&pool, &b, "instagram", &answers, &chunks)
+        .await
+        .unwrap();
+    assert!(lost.is_none());
+    assert_eq!(status_of(&pool, &first).await, "pending");
+    let replies: i64 = sqlx::query_scalar("SELECT count(*) FROM replies")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(replies, 0);
+
+    let unsent = messages::create_reply(&pool, &a, "instagram", &answers, &chunks)
+        .await
+        .unwrap()
+        .expect("the holder stores its reply");
+    assert_eq!(
+        unsent.iter().map(|c| c.text.as_str()).collect::<Vec<_>>(),
+        ["one", "two"]
+    );
+    assert_eq!(status_of(&pool, &first).await, "answered");
+    let stored_chunks = messages::work(&pool, stored.conversation_id)
+        .await
+        .unwrap()
+        .unsent;
+    assert_eq!(
+        stored_chunks.iter().map(|c| c.id).collect::<Vec<_>>(),
+        unsent.iter().map(|c| c.id).collect::<Vec<_>>(),
+        "stored in chunk order"
+    );
+
+    // Unsent chunks keep the lease too; once both are sent it is given back.
+    assert!(!conversations::release_if_idle(&pool, &a).await.unwrap());
+    for (n, chunk) in unsent.iter().enumerate() {
+        messages::mark_sending(&pool, chunk.id).await.unwrap();
+        messages::mark_sent(&pool, chunk.id, &format!("{first}-out-{n}"))
+            .await
+            .unwrap();
+    }
+    assert!(conversations::release_if_idle(&pool, &a).await.unwrap());
+    assert!(conversations::acquire_lease(&pool, &b).await.unwrap().is_some());
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn an_expired_lease_is_taken_over() {
+    let (stack, pool, credential) = tenant().await;
+    let message = mid();
+    let stored = messages::store(&pool, &credential, &user(), &inbound(&message, "hello", "{}"))
+        .await
+        .unwrap();
+    let crashed = Lease {
+        ttl: Duration::ZERO,
+        ..lease(stored.conversation_id)
+    };
+    assert!(conversations::acquire_lease(&pool, &crashed)
+        .await
+        .unwrap()
+        .is_some());
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let next = lease(stored.conversation_id);
+    assert!(
+        conversations::acquire_lease(&pool, &next)
+            .await
+            .unwrap()
+            .is_some(),
+        "a crashed holder blocks the conversation only until its lease expires"
+    );
+    // The crashed holder, should it wake up, can no longer store a reply.
+    let work = messages::work(&pool, stored.conversation_id).await.unwrap();
+    let late = messages::create_reply(
+        &pool,
+        &crashed,
+        "instagram",
+        &[work.pending[0].id],
+        &["late".to_string()],
+    )
+    .await
+    .unwrap();
+    assert!(late.is_none());
+    assert_eq!(status_of(&pool, &message).await, "pending");
+    stack.stop().await;
+}
