@@ -44,6 +44,14 @@ pub(crate) const TAKE_LEASE: &str = "lease_owner = $2, lease_expires_at = now() 
 pub(crate) const LEASE_AVAILABLE: &str =
     "(cv.lease_owner IS NULL OR cv.lease_owner = $2 OR cv.lease_expires_at < now())";
 
+/// Lets the statement's transaction commit without waiting for its WAL flush (`synchronous_commit =
+/// off` for that transaction only; PostgreSQL documents per-transaction use for exactly this mix). For
+/// the lease bookkeeping and for storing an answer, whose waits were a third of a reply's database time:
+/// a PostgreSQL *crash* can lose at most the last few hundred milliseconds of them, which costs a lease
+/// expiry or a second AI call, never a lost or doubled message, because the send is always preceded by a
+/// durable commit (`mark_sending`) that flushes them with it. True; goes in the statement's `WHERE`.
+pub(crate) const RELAXED_COMMIT: &str = "set_config('synchronous_commit', 'off', true) IS NOT NULL";
+
 /// What the lease holder needs to know: the conversation and, read in the same statement, its account
 /// (status, throttle pause and token change while replies are produced, so it is re-read every pass).
 #[derive(Debug, sqlx::FromRow)]
@@ -63,7 +71,7 @@ pub async fn acquire_lease(pool: &PgPool, lease: &Lease) -> sqlx::Result<Option<
     sqlx::query_as(&format!(
         "UPDATE conversations cv SET {TAKE_LEASE}
          FROM {CREDENTIAL_FROM}
-         WHERE cv.id = $1 AND c.id = cv.credential_id AND {LEASE_AVAILABLE}
+         WHERE cv.id = $1 AND c.id = cv.credential_id AND {LEASE_AVAILABLE} AND {RELAXED_COMMIT}
          RETURNING cv.ai_paused_until, cv.external_user_id, {CREDENTIAL_COLUMNS}"
     ))
     .bind(lease.conversation_id)
@@ -79,7 +87,7 @@ pub async fn acquire_lease(pool: &PgPool, lease: &Lease) -> sqlx::Result<Option<
 pub async fn release_if_idle(pool: &PgPool, lease: &Lease) -> sqlx::Result<bool> {
     let released = sqlx::query(&format!(
         "UPDATE conversations cv SET lease_owner = NULL, lease_expires_at = NULL
-         WHERE cv.id = $1 AND cv.lease_owner = $2
+         WHERE cv.id = $1 AND cv.lease_owner = $2 AND {RELAXED_COMMIT}
            AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = cv.id AND {WORK})"
     ))
     .bind(lease.conversation_id)
@@ -91,12 +99,15 @@ pub async fn release_if_idle(pool: &PgPool, lease: &Lease) -> sqlx::Result<bool>
 
 /// Gives the lease back so the next message is answered without waiting for expiry.
 pub async fn release_lease(pool: &PgPool, lease: &Lease) -> sqlx::Result<()> {
-    sqlx::query("UPDATE conversations SET lease_owner = NULL, lease_expires_at = NULL WHERE id = $1 AND lease_owner = $2")
-        .bind(lease.conversation_id)
-        .bind(lease.owner)
-        .execute(pool)
-        .await
-        .map(drop)
+    sqlx::query(&format!(
+        "UPDATE conversations SET lease_owner = NULL, lease_expires_at = NULL
+         WHERE id = $1 AND lease_owner = $2 AND {RELAXED_COMMIT}"
+    ))
+    .bind(lease.conversation_id)
+    .bind(lease.owner)
+    .execute(pool)
+    .await
+    .map(drop)
 }
 
 /// A human answered from the Instagram app: the AI stays quiet until `until`.

@@ -2,7 +2,7 @@
 //! from `queued` through `sending` to `sent`/`delivered`, and the edits, deletions and reactions Meta
 //! reports on them.
 
-use super::conversations::{Lease, LEASE_AVAILABLE, TAKE_LEASE};
+use super::conversations::{Lease, LEASE_AVAILABLE, RELAXED_COMMIT, TAKE_LEASE};
 use super::credentials::Credential;
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
@@ -277,8 +277,8 @@ pub async fn work(pool: &PgPool, conversation_id: Uuid) -> sqlx::Result<Work> {
 }
 
 /// Stores an AI answer as outbound chunks and marks the messages it answers, in one statement that
-/// first renews the lease: after it commits, a crash resumes *sending* these chunks instead of asking
-/// the AI again. Returns the chunks to send, or `None` when the lease was lost during a very slow AI
+/// first renews the lease: after it commits (and is flushed, at the latest by `mark_sending`), a crash
+/// resumes *sending* these chunks instead of asking the AI again. Returns the chunks to send, or `None` when the lease was lost during a very slow AI
 /// call (another pass took over and will answer; nothing was written).
 pub async fn create_reply(
     pool: &PgPool,
@@ -291,7 +291,9 @@ pub async fn create_reply(
     let ids: Vec<Uuid> = chunks.iter().map(|_| Uuid::now_v7()).collect();
     let leased: bool = sqlx::query_scalar(&format!(
         "WITH lease AS (
-             UPDATE conversations cv SET {TAKE_LEASE} WHERE cv.id = $1 AND {LEASE_AVAILABLE} RETURNING cv.id
+             UPDATE conversations cv SET {TAKE_LEASE}
+             WHERE cv.id = $1 AND {LEASE_AVAILABLE} AND {RELAXED_COMMIT}
+             RETURNING cv.id
          ), reply AS (
              INSERT INTO replies (id, conversation_id) SELECT $4, id FROM lease RETURNING id
          ), chunks AS (
