@@ -25,6 +25,8 @@ enum Command {
     Serve(ServeArgs),
     /// Drive signed text webhooks at an endpoint and report throughput and latency.
     Load(LoadArgs),
+    /// Publish to RabbitMQ exactly as ingest does, with no HTTP in front: the broker's own ceiling.
+    BenchBroker(BenchBrokerArgs),
     /// Post one signed text DM webhook and print the status.
     SendText(SendTextArgs),
     /// Run the whole pipeline (sim, ingest, two workers) and play a customer writing DMs.
@@ -39,6 +41,18 @@ enum Command {
     BenchWorkers(BenchArgs),
 }
 
+/// Where RabbitMQ is, for every command that starts a stack or publishes.
+#[derive(Debug, Args)]
+struct BrokerArgs {
+    /// RabbitMQ.
+    #[arg(
+        long,
+        env = "AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+    )]
+    amqp_url: String,
+}
+
 #[derive(Debug, Args)]
 struct BenchArgs {
     /// PostgreSQL database of the run.
@@ -48,13 +62,8 @@ struct BenchArgs {
         default_value = "postgres://postgres@127.0.0.1:5432/omnidm_bench"
     )]
     database_url: String,
-    /// RabbitMQ.
-    #[arg(
-        long,
-        env = "AMQP_URL",
-        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
-    )]
-    amqp_url: String,
+    #[command(flatten)]
+    broker: BrokerArgs,
     /// Ingest's listen address.
     #[arg(long, default_value = "127.0.0.1:18182")]
     ingest_addr: String,
@@ -84,13 +93,8 @@ struct ChaosArgs {
         default_value = "postgres://postgres@127.0.0.1:5432/omnidm_chaos"
     )]
     database_url: String,
-    /// RabbitMQ.
-    #[arg(
-        long,
-        env = "AMQP_URL",
-        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
-    )]
-    amqp_url: String,
+    #[command(flatten)]
+    broker: BrokerArgs,
     /// Ingest's listen address.
     #[arg(long, default_value = "127.0.0.1:8181")]
     ingest_addr: String,
@@ -141,13 +145,8 @@ struct DemoArgs {
         default_value = "postgres://postgres@127.0.0.1:5432/omnidm_demo"
     )]
     database_url: String,
-    /// RabbitMQ.
-    #[arg(
-        long,
-        env = "AMQP_URL",
-        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
-    )]
-    amqp_url: String,
+    #[command(flatten)]
+    broker: BrokerArgs,
     /// Ingest's listen address.
     #[arg(long, default_value = "127.0.0.1:8080")]
     ingest_addr: String,
@@ -184,6 +183,30 @@ struct ServeArgs {
     /// Keep counters only, no per-call records (for benchmarks).
     #[arg(long, env = "SIM_NO_RECORD")]
     no_record: bool,
+}
+
+#[derive(Debug, Args)]
+struct BenchBrokerArgs {
+    #[command(flatten)]
+    broker: BrokerArgs,
+    /// Queue-name prefix of the run's own queues (purged at the end).
+    #[arg(long, default_value = "bench-broker")]
+    queue_prefix: String,
+    /// Publishes awaiting their confirm at once.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Confirm-mode channels (ingest's AMQP_PUBLISH_CHANNELS).
+    #[arg(long, default_value_t = 4)]
+    channels: usize,
+    /// Message size in bytes (a one-DM job is about 600).
+    #[arg(long, default_value_t = 600)]
+    bytes: usize,
+    /// Measured period, e.g. 10s.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Unmeasured period before it.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    warmup: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -267,11 +290,25 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Serve(args) => serve(args).await,
         Command::Load(args) => run_load(args).await,
+        Command::BenchBroker(args) => {
+            let report = load::broker::run(&load::broker::BrokerLoadOptions {
+                amqp_url: args.broker.amqp_url,
+                queue_prefix: args.queue_prefix,
+                concurrency: args.concurrency,
+                channels: args.channels,
+                payload_bytes: args.bytes,
+                duration: args.duration,
+                warmup: args.warmup,
+            })
+            .await?;
+            println!("{report}");
+            Ok(())
+        }
         Command::SendText(args) => send_text(args).await,
         Command::Demo(args) => {
             omnidm_sim::demo::run(omnidm_sim::demo::DemoOptions {
                 database_url: args.database_url,
-                amqp_url: args.amqp_url,
+                amqp_url: args.broker.amqp_url,
                 ingest_addr: args.ingest_addr,
                 keep_running: !args.once,
             })
@@ -280,7 +317,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Chaos(args) => {
             let ledger = omnidm_sim::chaos::run(omnidm_sim::chaos::ChaosOptions {
                 database_url: args.database_url,
-                amqp_url: args.amqp_url,
+                amqp_url: args.broker.amqp_url,
                 ingest_addr: args.ingest_addr,
                 conversations: args.conversations,
                 workers: args.workers,
@@ -301,7 +338,7 @@ async fn main() -> anyhow::Result<()> {
         Command::BenchWorkers(args) => {
             let results = omnidm_sim::bench::run(omnidm_sim::bench::BenchOptions {
                 database_url: args.database_url,
-                amqp_url: args.amqp_url,
+                amqp_url: args.broker.amqp_url,
                 ingest_addr: args.ingest_addr,
                 workers: args.workers,
                 rate: args.rate,

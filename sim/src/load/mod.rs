@@ -10,6 +10,7 @@
 //! Every request has its own `mid` and one of `senders` rotating sender ids, as real traffic would, so
 //! the target's deduplication and per-conversation logic see realistic keys.
 
+pub mod broker;
 mod report;
 
 pub use report::{LatencySummary, LoadReport};
@@ -139,7 +140,13 @@ pub async fn run(options: &LoadOptions) -> Result<LoadReport, LoadError> {
         end: start + options.warmup + options.duration,
     };
     let recorder = match options.mode {
-        LoadMode::Closed => closed_loop(generator, options.concurrency, window).await,
+        LoadMode::Closed => {
+            closed_loop(options.concurrency, window, move || {
+                let generator = generator.clone();
+                async move { generator.send().await }
+            })
+            .await
+        }
         LoadMode::Open { rate } => open_loop(generator, options.concurrency, rate, start, window).await,
     };
     Ok(recorder.into_report(options.duration))
@@ -152,10 +159,15 @@ struct Window {
     end: Instant,
 }
 
-async fn closed_loop(generator: Arc<Generator>, concurrency: usize, window: Window) -> Recorder {
+/// `concurrency` tasks each call `send` (a status, or `None` on a transport error), await it and repeat.
+async fn closed_loop<F, Fut>(concurrency: usize, window: Window, send: F) -> Recorder
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Option<u16>> + Send,
+{
     let workers: Vec<_> = (0..concurrency)
         .map(|_| {
-            let generator = generator.clone();
+            let send = send.clone();
             tokio::spawn(async move {
                 let mut recorder = Recorder::default();
                 loop {
@@ -163,7 +175,7 @@ async fn closed_loop(generator: Arc<Generator>, concurrency: usize, window: Wind
                     if started >= window.end {
                         return recorder;
                     }
-                    let status = generator.send().await;
+                    let status = send().await;
                     if started >= window.measure_from {
                         recorder.record(status, started.elapsed());
                     }
