@@ -143,8 +143,8 @@ async fn pass(
         };
         let chunks = chunk::split(&answer, chunk::MAX_CHUNK_BYTES);
         let answered: Vec<Uuid> = pending.iter().map(|p| p.id).collect();
-        let channel = account.credential.channel.clone();
-        let Some(unsent) = messages::create_reply(&ctx.pool, lease, &channel, &answered, &chunks).await?
+        let channel = &account.credential.channel;
+        let Some(unsent) = messages::create_reply(&ctx.pool, lease, channel, &answered, &chunks).await?
         else {
             // Our lease expired during a very slow AI call and another pass took over: let it answer.
             *held = false;

@@ -85,29 +85,30 @@ pub async fn acquire_lease(pool: &PgPool, lease: &Lease) -> sqlx::Result<Option<
 /// unsent chunk): the usual end of a pass, in one round trip. `false`: something arrived meanwhile and
 /// the holder must go round again (a job that found the lease taken relies on it, or on its own retry).
 pub async fn release_if_idle(pool: &PgPool, lease: &Lease) -> sqlx::Result<bool> {
+    release(
+        pool,
+        lease,
+        &format!("NOT EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = cv.id AND {WORK})"),
+    )
+    .await
+}
+
+/// Gives the lease back so the next message is answered without waiting for expiry.
+pub async fn release_lease(pool: &PgPool, lease: &Lease) -> sqlx::Result<()> {
+    release(pool, lease, "true").await.map(drop)
+}
+
+/// Clears the lease of the conversation `cv` if `lease` still holds it and `condition` is true.
+async fn release(pool: &PgPool, lease: &Lease, condition: &str) -> sqlx::Result<bool> {
     let released = sqlx::query(&format!(
         "UPDATE conversations cv SET lease_owner = NULL, lease_expires_at = NULL
-         WHERE cv.id = $1 AND cv.lease_owner = $2 AND {RELAXED_COMMIT}
-           AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = cv.id AND {WORK})"
+         WHERE cv.id = $1 AND cv.lease_owner = $2 AND {RELAXED_COMMIT} AND {condition}"
     ))
     .bind(lease.conversation_id)
     .bind(lease.owner)
     .execute(pool)
     .await?;
     Ok(released.rows_affected() == 1)
-}
-
-/// Gives the lease back so the next message is answered without waiting for expiry.
-pub async fn release_lease(pool: &PgPool, lease: &Lease) -> sqlx::Result<()> {
-    sqlx::query(&format!(
-        "UPDATE conversations SET lease_owner = NULL, lease_expires_at = NULL
-         WHERE id = $1 AND lease_owner = $2 AND {RELAXED_COMMIT}"
-    ))
-    .bind(lease.conversation_id)
-    .bind(lease.owner)
-    .execute(pool)
-    .await
-    .map(drop)
 }
 
 /// A human answered from the Instagram app: the AI stays quiet until `until`.
