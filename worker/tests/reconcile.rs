@@ -102,11 +102,11 @@ async fn a_dm_that_came_by_both_paths_is_answered_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_recovered_dm_outside_the_window_is_stored_as_missed_and_not_answered() {
-    let stack = Stack::start(reconciling(1)).await;
-    sqlx::query("UPDATE instagram_credentials SET connected_at = now() - interval '3 days'")
-        .execute(&stack.db().await)
-        .await
-        .unwrap();
+    let stack = Stack::start(Options {
+        connected_ago: Duration::from_secs(3 * 24 * 3600),
+        ..reconciling(1)
+    })
+    .await;
     let customer = user();
     let old = now_ms() - 25 * 3600 * 1000;
     stack.sim.add_inbound_message(

@@ -35,6 +35,9 @@ pub struct Options {
     pub login: MetaLogin,
     /// Extra worker environment (overrides).
     pub worker_env: Vec<(&'static str, String)>,
+    /// How long ago the seeded credential was connected, set before any worker runs (a later
+    /// UPDATE would race the reconciler's first pass).
+    pub connected_ago: Duration,
 }
 
 impl Default for Options {
@@ -47,6 +50,7 @@ impl Default for Options {
             seed_credential: true,
             login: MetaLogin::Facebook,
             worker_env: Vec::new(),
+            connected_ago: Duration::ZERO,
         }
     }
 }
@@ -255,8 +259,9 @@ impl Stack {
             aad.as_bytes(),
         );
         sqlx::query(
-            "INSERT INTO instagram_credentials (id, customer_id, account_id, page_id, username, access_token_enc, token_key_id)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO instagram_credentials
+                 (id, customer_id, account_id, page_id, username, access_token_enc, token_key_id, connected_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, now() - make_interval(secs => $8))",
         )
         .bind(self.credential_id)
         .bind(self.customer_id)
@@ -265,6 +270,7 @@ impl Stack {
         .bind(&self.account.username)
         .bind(&token)
         .bind(keyring.current_key_id())
+        .bind(self.options.connected_ago.as_secs_f64())
         .execute(&pool)
         .await
         .unwrap();
