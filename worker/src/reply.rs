@@ -60,8 +60,9 @@ fn busy() -> Outcome {
 
 /// The pass proper. `held` says whether the lease is still ours to give back when it returns.
 ///
-/// A reply for one new message costs seven round trips: lease and account, the work list, history,
-/// storing the reply, marking the chunk sending and sent, and giving the lease back if nothing else came.
+/// A reply for one new message costs four round trips: lease and account, the work list with the
+/// history, storing the reply with its first chunk claimed for sending, and marking that chunk sent
+/// together with giving the lease back if nothing else came.
 async fn pass(
     ctx: &Context,
     lease: &Lease,
@@ -75,14 +76,22 @@ async fn pass(
         *held = true;
         let recipient = leased.external_user_id;
         let mut account = Account::read_now(leased.credential);
-        let work = messages::work(&ctx.pool, lease.conversation_id).await?;
-        if !work.unsent.is_empty() {
-            match send_all(ctx, &mut account, &recipient, &work.unsent, clock).await? {
-                Outcome::Done => continue,
-                other => return Ok(other),
+        let messages::Work {
+            pending,
+            unsent,
+            history,
+        } = messages::work(&ctx.pool, lease.conversation_id, ctx.context_messages).await?;
+        if !unsent.is_empty() {
+            match send_all(ctx, &mut account, &recipient, &unsent, clock).await? {
+                Sent::All(last) => {
+                    if let Some(last) = last {
+                        messages::mark_sent(&ctx.pool, last.id, &last.mid).await?;
+                    }
+                    continue;
+                }
+                Sent::Stopped(outcome) => return Ok(outcome),
             }
         }
-        let pending = work.pending;
         let Some(newest) = pending.iter().map(|p| p.created_at).max() else {
             if conversations::release_if_idle(&ctx.pool, lease).await? {
                 *held = false;
@@ -116,13 +125,7 @@ async fn pass(
             clock.pause(tokio::time::sleep(wait)).await;
             continue;
         }
-        let prompt = prompt(
-            ctx,
-            &account.credential.system_prompt,
-            lease.conversation_id,
-            &pending,
-        )
-        .await?;
+        let prompt = prompt(&account.credential.system_prompt, history, &pending);
         let started = Instant::now();
         let answer = clock.pause(ctx.ai.complete(&prompt)).await;
         ctx.metrics.ai_duration.observe(started.elapsed().as_secs_f64());
@@ -143,8 +146,11 @@ async fn pass(
         };
         let chunks = chunk::split(&answer, chunk::MAX_CHUNK_BYTES);
         let answered: Vec<Uuid> = pending.iter().map(|p| p.id).collect();
+        account.refresh(&ctx.pool).await?;
+        let claim_first = account.credential.can_send() && !account.credential.send_paused();
         let channel = &account.credential.channel;
-        let Some(unsent) = messages::create_reply(&ctx.pool, lease, channel, &answered, &chunks).await?
+        let Some(unsent) =
+            messages::create_reply(&ctx.pool, lease, channel, &answered, &chunks, claim_first).await?
         else {
             // Our lease expired during a very slow AI call and another pass took over: let it answer.
             *held = false;
@@ -153,17 +159,23 @@ async fn pass(
         ctx.metrics.replies.inc();
         let oldest = pending.iter().map(|p| p.meta_timestamp).min();
         match send_all(ctx, &mut account, &recipient, &unsent, clock).await? {
-            Outcome::Done => {
+            Sent::All(last) => {
                 if let Some(oldest) = oldest {
                     let latency = (Utc::now() - oldest).to_std().unwrap_or_default();
                     ctx.metrics.reply_latency.observe(latency.as_secs_f64());
                 }
-                if conversations::release_if_idle(&ctx.pool, lease).await? {
+                let released = match last {
+                    Some(last) => {
+                        messages::mark_sent_and_release_if_idle(&ctx.pool, lease, last.id, &last.mid).await?
+                    }
+                    None => conversations::release_if_idle(&ctx.pool, lease).await?,
+                };
+                if released {
                     *held = false;
                     return Ok(Outcome::Done);
                 }
             }
-            other => return Ok(other),
+            Sent::Stopped(outcome) => return Ok(outcome),
         }
     }
 }
@@ -196,16 +208,13 @@ impl Account {
     }
 }
 
-/// The system prompt plus recent history, as chat messages.
 /// The AI's input: the system prompt, the conversation so far, then exactly the messages this reply
 /// answers (the same set `create_reply` marks answered, so nothing is answered twice or skipped).
-async fn prompt(
-    ctx: &Context,
+fn prompt(
     system_prompt: &str,
-    conversation_id: Uuid,
+    history: Vec<messages::HistoryLine>,
     answering: &[messages::Pending],
-) -> Result<Vec<ChatMessage>, sqlx::Error> {
-    let history = messages::history(&ctx.pool, conversation_id, ctx.context_messages).await?;
+) -> Vec<ChatMessage> {
     let mut prompt = Vec::with_capacity(history.len() + answering.len() + 1);
     if !system_prompt.trim().is_empty() {
         prompt.push(ChatMessage {
@@ -230,7 +239,22 @@ async fn prompt(
             content,
         })
     }));
-    Ok(prompt)
+    prompt
+}
+
+/// How far [`send_all`] got.
+enum Sent {
+    /// Every chunk went out (if there were any). The last one is not marked sent yet: the caller does it
+    /// in the same round trip as its next step.
+    All(Option<LastSent>),
+    /// A chunk could not go out now; the outcome says why and what happens next.
+    Stopped(Outcome),
+}
+
+/// The last chunk of a batch, accepted by Meta as `mid`.
+struct LastSent {
+    id: Uuid,
+    mid: String,
 }
 
 /// Sends chunks in order; stops at the first that cannot go out now and says why.
@@ -240,31 +264,39 @@ async fn send_all(
     recipient: &str,
     chunks: &[messages::Unsent],
     clock: &mut Overhead,
-) -> Result<Outcome, sqlx::Error> {
+) -> Result<Sent, sqlx::Error> {
+    let mut last: Option<LastSent> = None;
     for (index, chunk) in chunks.iter().enumerate() {
+        if let Some(previous) = last.take() {
+            messages::mark_sent(&ctx.pool, previous.id, &previous.mid).await?;
+        }
         let rest: Vec<Uuid> = chunks[index..].iter().map(|c| c.id).collect();
         account.refresh(&ctx.pool).await?;
         let credential = &account.credential;
         if !credential.can_send() {
             messages::set_status(&ctx.pool, &rest, "parked", Some("reauth_required")).await?;
-            return Ok(Outcome::Done);
+            return Ok(Sent::Stopped(Outcome::Done));
         }
         if let Some(until) = credential.send_paused_until.filter(|until| *until > Utc::now()) {
+            if chunk.claimed {
+                // Claimed a moment ago, never attempted: waiting for an echo would only delay it.
+                messages::set_status(&ctx.pool, &[chunk.id], "queued", None).await?;
+            }
             let wait = (until - Utc::now()).to_std().unwrap_or_default();
-            return Ok(Outcome::Wait {
+            return Ok(Sent::Stopped(Outcome::Wait {
                 after: wait,
                 reason: "throttled",
-            });
+            }));
         }
-        if chunk.status == "sending" {
+        if chunk.status == "sending" && !chunk.claimed {
             let attempted = chunk.send_attempted_at.unwrap_or_else(Utc::now);
             let age = (Utc::now() - attempted).to_std().unwrap_or_default();
             if age < UNKNOWN_SEND_GRACE {
                 // Outcome unknown (a crash or "sent, but error"): give the echo time to tell us.
-                return Ok(Outcome::Wait {
+                return Ok(Sent::Stopped(Outcome::Wait {
                     after: UNKNOWN_SEND_GRACE - age,
                     reason: "awaiting_echo",
-                });
+                }));
             }
             tracing::warn!(chunk = %chunk.id, "no echo for a chunk whose send outcome was unknown; resending");
         }
@@ -273,10 +305,12 @@ async fn send_all(
             Err(error) => {
                 tracing::error!(%error, "cannot decrypt the account's token; parking replies");
                 messages::set_status(&ctx.pool, &rest, "parked", Some("token_undecryptable")).await?;
-                return Ok(Outcome::Done);
+                return Ok(Sent::Stopped(Outcome::Done));
             }
         };
-        messages::mark_sending(&ctx.pool, chunk.id).await?;
+        if !chunk.claimed {
+            messages::mark_sending(&ctx.pool, chunk.id).await?;
+        }
         let started = Instant::now();
         let result = clock
             .pause(
@@ -287,7 +321,7 @@ async fn send_all(
         ctx.metrics.send_duration.observe(started.elapsed().as_secs_f64());
         let error = match result {
             Ok(mid) => {
-                messages::mark_sent(&ctx.pool, chunk.id, &mid).await?;
+                last = Some(LastSent { id: chunk.id, mid });
                 ctx.metrics.messages_sent.inc();
                 continue;
             }
@@ -298,7 +332,7 @@ async fn send_all(
             .with_label_values(&[error.class.label()])
             .inc();
         tracing::warn!(%error, "send failed");
-        return Ok(match error.class {
+        return Ok(Sent::Stopped(match error.class {
             ErrorClass::Transient => {
                 messages::set_status(&ctx.pool, &[chunk.id], "queued", None).await?;
                 Outcome::Failed {
@@ -329,9 +363,9 @@ async fn send_all(
                 messages::set_status(&ctx.pool, &rest, "failed", Some(error.class.label())).await?;
                 Outcome::Done
             }
-        });
+        }));
     }
-    Ok(Outcome::Done)
+    Ok(Sent::All(last))
 }
 
 /// Measures a reply pass's own time by subtracting the time spent waiting on the AI, Meta and debounce.

@@ -86,9 +86,10 @@ async fn one_pass_at_a_time_a_lost_lease_writes_nothing_and_release_waits_for_id
         "a second pass must not take a held conversation"
     );
 
-    let work = messages::work(&pool, stored.conversation_id).await.unwrap();
+    let work = messages::work(&pool, stored.conversation_id, 20).await.unwrap();
     assert_eq!(work.pending.len(), 1);
     assert!(work.unsent.is_empty());
+    assert!(work.history.is_empty(), "what is being answered is not history");
     assert!(
         !conversations::release_if_idle(&pool, &a).await.unwrap(),
         "a pending message keeps the lease"
@@ -97,18 +98,19 @@ async fn one_pass_at_a_time_a_lost_lease_writes_nothing_and_release_waits_for_id
     // A pass whose lease is gone stores nothing: the message stays pending for the holder.
     let answers = [work.pending[0].id];
     let chunks = ["one".to_string(), "two".to_string()];
-    let lost = messages::create_reply(&pool, &b, "instagram", &answers, &chunks)
+    let lost = messages::create_reply(&pool, &b, "instagram", &answers, &chunks, true)
         .await
         .unwrap();
     assert!(lost.is_none());
     assert_eq!(status_of(&pool, &first).await, "pending");
-    let replies: i64 = sqlx::query_scalar("SELECT count(*) FROM replies")
+    let outbound: i64 = sqlx::query_scalar("SELECT count(*) FROM messages WHERE direction = 'outbound'")
         .fetch_one(&pool)
         .await
         .unwrap();
-    assert_eq!(replies, 0);
+    assert_eq!(outbound, 0);
 
-    let unsent = messages::create_reply(&pool, &a, "instagram", &answers, &chunks)
+    // The holder stores its reply with the first chunk already claimed for sending.
+    let unsent = messages::create_reply(&pool, &a, "instagram", &answers, &chunks, true)
         .await
         .unwrap()
         .expect("the holder stores its reply");
@@ -116,8 +118,12 @@ async fn one_pass_at_a_time_a_lost_lease_writes_nothing_and_release_waits_for_id
         unsent.iter().map(|c| c.text.as_str()).collect::<Vec<_>>(),
         ["one", "two"]
     );
+    assert_eq!(
+        unsent.iter().map(|c| c.claimed).collect::<Vec<_>>(),
+        [true, false]
+    );
     assert_eq!(status_of(&pool, &first).await, "answered");
-    let stored_chunks = messages::work(&pool, stored.conversation_id)
+    let stored_chunks = messages::work(&pool, stored.conversation_id, 20)
         .await
         .unwrap()
         .unsent;
@@ -126,16 +132,50 @@ async fn one_pass_at_a_time_a_lost_lease_writes_nothing_and_release_waits_for_id
         unsent.iter().map(|c| c.id).collect::<Vec<_>>(),
         "stored in chunk order"
     );
+    assert_eq!(
+        stored_chunks
+            .iter()
+            .map(|c| c.status.as_str())
+            .collect::<Vec<_>>(),
+        ["sending", "queued"],
+        "the claim is stored before any send"
+    );
+    assert!(stored_chunks[0].send_attempted_at.is_some());
 
-    // Unsent chunks keep the lease too; once both are sent it is given back.
+    // Unsent chunks keep the lease too: marking the first sent does not give it back…
     assert!(!conversations::release_if_idle(&pool, &a).await.unwrap());
-    for (n, chunk) in unsent.iter().enumerate() {
-        messages::mark_sending(&pool, chunk.id).await.unwrap();
-        messages::mark_sent(&pool, chunk.id, &format!("{first}-out-{n}"))
+    let sent = |n: usize| format!("{first}-out-{n}");
+    assert!(
+        !messages::mark_sent_and_release_if_idle(&pool, &a, unsent[0].id, &sent(0))
             .await
-            .unwrap();
-    }
-    assert!(conversations::release_if_idle(&pool, &a).await.unwrap());
+            .unwrap(),
+        "the second chunk is still to send"
+    );
+    assert_eq!(status_of(&pool, &sent(0)).await, "sent");
+    // …marking the last one sent does, in the same statement.
+    messages::mark_sending(&pool, unsent[1].id).await.unwrap();
+    assert!(
+        !conversations::release_if_idle(&pool, &a).await.unwrap(),
+        "a chunk mid-send keeps the lease"
+    );
+    assert!(
+        messages::mark_sent_and_release_if_idle(&pool, &a, unsent[1].id, &sent(1))
+            .await
+            .unwrap()
+    );
+    assert_eq!(status_of(&pool, &sent(1)).await, "sent");
+    let history = messages::work(&pool, stored.conversation_id, 20)
+        .await
+        .unwrap()
+        .history;
+    assert_eq!(
+        history
+            .iter()
+            .map(|line| (line.author.as_str(), line.text.as_str()))
+            .collect::<Vec<_>>(),
+        [("customer", "hi"), ("ai", "one"), ("ai", "two")],
+        "oldest first, the answer in chunk order"
+    );
     assert!(conversations::acquire_lease(&pool, &b).await.unwrap().is_some());
     stack.stop().await;
 }
@@ -165,13 +205,14 @@ async fn an_expired_lease_is_taken_over() {
         "a crashed holder blocks the conversation only until its lease expires"
     );
     // The crashed holder, should it wake up, can no longer store a reply.
-    let work = messages::work(&pool, stored.conversation_id).await.unwrap();
+    let work = messages::work(&pool, stored.conversation_id, 20).await.unwrap();
     let late = messages::create_reply(
         &pool,
         &crashed,
         "instagram",
         &[work.pending[0].id],
         &["late".to_string()],
+        false,
     )
     .await
     .unwrap();

@@ -49,7 +49,8 @@ pub(crate) const LEASE_AVAILABLE: &str =
 /// the lease bookkeeping and for storing an answer, whose waits were a third of a reply's database time:
 /// a PostgreSQL *crash* can lose at most the last few hundred milliseconds of them, which costs a lease
 /// expiry or a second AI call, never a lost or doubled message, because the send is always preceded by a
-/// durable commit (`mark_sending`) that flushes them with it. True; goes in the statement's `WHERE`.
+/// durable commit that marks the chunk `sending` (`create_reply` claiming the first chunk, or
+/// `mark_sending`) and flushes them with it. True; goes in the statement's `WHERE`.
 pub(crate) const RELAXED_COMMIT: &str = "set_config('synchronous_commit', 'off', true) IS NOT NULL";
 
 /// What the lease holder needs to know: the conversation and, read in the same statement, its account

@@ -46,6 +46,11 @@ impl Credential {
         matches!(self.status.as_str(), "active" | "expiring")
     }
 
+    /// Whether Meta throttled the account and the advised wait is not over (every worker holds back).
+    pub fn send_paused(&self) -> bool {
+        self.send_paused_until.is_some_and(|until| until > Utc::now())
+    }
+
     /// Which login flavour issued the token.
     pub fn login(&self) -> MetaLogin {
         MetaLogin::from_stored(&self.login)

@@ -173,7 +173,7 @@ pub async fn ignore_pending(pool: &PgPool, ids: &[Uuid], reason: &str) -> sqlx::
 }
 
 /// One line of conversation history for the AI.
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug)]
 pub struct HistoryLine {
     /// `customer`, `ai` or `human`.
     pub author: String,
@@ -181,24 +181,12 @@ pub struct HistoryLine {
     pub text: String,
 }
 
-/// The last `limit` messages with text, oldest first, leaving out deleted and failed ones and the
-/// pending ones (the reply pass puts exactly the messages it answers last, after this history: a message
-/// Meta delivered late must read as a question to answer, not as something said before our last reply).
-pub async fn history(pool: &PgPool, conversation_id: Uuid, limit: u32) -> sqlx::Result<Vec<HistoryLine>> {
-    let mut lines: Vec<HistoryLine> = sqlx::query_as(
-        "SELECT author, text FROM messages
-         WHERE conversation_id = $1 AND text IS NOT NULL AND deleted_at IS NULL
-           AND status NOT IN ('failed') AND NOT (direction = 'inbound' AND status IN ('ignored', 'pending'))
-         ORDER BY meta_timestamp DESC, created_at DESC, chunk_index DESC NULLS LAST
-         LIMIT $2",
-    )
-    .bind(conversation_id)
-    .bind(i64::from(limit))
-    .fetch_all(pool)
-    .await?;
-    lines.reverse();
-    Ok(lines)
-}
+/// What the AI reads as the conversation so far: messages with text, leaving out deleted and failed ones
+/// and the pending ones (the reply pass puts exactly the messages it answers last, after this history: a
+/// message Meta delivered late must read as a question to answer, not as something said before our last
+/// reply). The table alias must be `h`.
+const HISTORY: &str = "h.text IS NOT NULL AND h.deleted_at IS NULL AND h.status <> 'failed'
+    AND NOT (h.direction = 'inbound' AND h.status IN ('ignored', 'pending'))";
 
 /// A message that still needs something from the reply pass: an inbound one awaiting an answer, or one
 /// of our outbound chunks not yet confirmed sent. Its first condition is the partial index
@@ -218,6 +206,9 @@ pub struct Unsent {
     pub status: String,
     /// Last send attempt, for `sending` chunks whose outcome is unknown.
     pub send_attempted_at: Option<DateTime<Utc>>,
+    /// Marked `sending` by this pass's own [`create_reply`], not yet attempted: send it without another
+    /// round trip, and do not mistake it for a send whose outcome is unknown.
+    pub claimed: bool,
 }
 
 /// What a conversation's reply pass has left to do.
@@ -227,12 +218,17 @@ pub struct Work {
     pub pending: Vec<Pending>,
     /// Chunks still to send, in order (oldest reply first, then chunk order).
     pub unsent: Vec<Unsent>,
+    /// The last messages of the conversation, oldest first, for the AI (see [`HISTORY`]).
+    pub history: Vec<HistoryLine>,
 }
 
 #[derive(sqlx::FromRow)]
 struct WorkRow {
+    /// From the work half of the query (else the history half).
+    is_work: bool,
     id: Uuid,
     direction: String,
+    author: String,
     text: Option<String>,
     status: String,
     meta_timestamp: DateTime<Utc>,
@@ -241,18 +237,37 @@ struct WorkRow {
     chunk_index: Option<i32>,
 }
 
-/// Both halves of a conversation's [`Work`] in one round trip.
-pub async fn work(pool: &PgPool, conversation_id: Uuid) -> sqlx::Result<Work> {
+/// A conversation's [`Work`] in one round trip: the messages still to answer or send, and the last
+/// `history` messages of context (read even when nothing is pending; they cost little next to a second
+/// round trip on every reply).
+pub async fn work(pool: &PgPool, conversation_id: Uuid, history: u32) -> sqlx::Result<Work> {
+    const COLUMNS: &str =
+        "id, direction, author, text, status, meta_timestamp, created_at, send_attempted_at, chunk_index";
     let rows: Vec<WorkRow> = sqlx::query_as(&format!(
-        "SELECT id, direction, text, status, meta_timestamp, created_at, send_attempted_at, chunk_index
-         FROM messages m
-         WHERE m.conversation_id = $1 AND {WORK}"
+        "SELECT true AS is_work, {COLUMNS} FROM messages m WHERE m.conversation_id = $1 AND {WORK}
+         UNION ALL
+         (SELECT false, {COLUMNS} FROM messages h WHERE h.conversation_id = $1 AND {HISTORY}
+          ORDER BY h.meta_timestamp DESC, h.created_at DESC, h.chunk_index DESC NULLS LAST
+          LIMIT $2)"
     ))
     .bind(conversation_id)
+    .bind(i64::from(history))
     .fetch_all(pool)
     .await?;
+    let (work, mut context): (Vec<WorkRow>, Vec<WorkRow>) = rows.into_iter().partition(|row| row.is_work);
+    // Oldest first; the inverse of the query's order, which a UNION does not promise to keep.
+    context.sort_by_key(|row| (row.meta_timestamp, row.created_at, row.chunk_index));
+    let history = context
+        .into_iter()
+        .filter_map(|row| {
+            row.text.map(|text| HistoryLine {
+                author: row.author,
+                text,
+            })
+        })
+        .collect();
     let (inbound, mut outbound): (Vec<WorkRow>, Vec<WorkRow>) =
-        rows.into_iter().partition(|row| row.direction == "inbound");
+        work.into_iter().partition(|row| row.direction == "inbound");
     let mut pending: Vec<Pending> = inbound
         .into_iter()
         .map(|row| Pending {
@@ -271,37 +286,48 @@ pub async fn work(pool: &PgPool, conversation_id: Uuid) -> sqlx::Result<Work> {
             text: row.text.unwrap_or_default(),
             status: row.status,
             send_attempted_at: row.send_attempted_at,
+            claimed: false,
         })
         .collect();
-    Ok(Work { pending, unsent })
+    Ok(Work {
+        pending,
+        unsent,
+        history,
+    })
 }
 
 /// Stores an AI answer as outbound chunks and marks the messages it answers, in one statement that
-/// first renews the lease: after it commits (and is flushed, at the latest by `mark_sending`), a crash
-/// resumes *sending* these chunks instead of asking the AI again. Returns the chunks to send, or `None` when the lease was lost during a very slow AI
-/// call (another pass took over and will answer; nothing was written).
+/// first renews the lease: after it commits, a crash resumes *sending* these chunks instead of asking
+/// the AI again. With `claim_first` (the account can send right now) the first chunk is stored already
+/// `sending`, and the statement commits durably, so the send that follows needs no `mark_sending` round
+/// trip and its echo is recognised even if it overtakes the Send API's answer. Without it the commit is
+/// relaxed ([`RELAXED_COMMIT`]; the `mark_sending` before any send flushes it). Returns the chunks to
+/// send, or `None` when the lease was lost during a very slow AI call (another pass took over and will
+/// answer; nothing was written).
 pub async fn create_reply(
     pool: &PgPool,
     lease: &Lease,
     channel: &str,
     answers: &[Uuid],
     chunks: &[String],
+    claim_first: bool,
 ) -> sqlx::Result<Option<Vec<Unsent>>> {
     let reply_id = Uuid::now_v7();
     let ids: Vec<Uuid> = chunks.iter().map(|_| Uuid::now_v7()).collect();
+    let commit = if claim_first { "true" } else { RELAXED_COMMIT };
     let leased: bool = sqlx::query_scalar(&format!(
         "WITH lease AS (
              UPDATE conversations cv SET {TAKE_LEASE}
-             WHERE cv.id = $1 AND {LEASE_AVAILABLE} AND {RELAXED_COMMIT}
+             WHERE cv.id = $1 AND {LEASE_AVAILABLE} AND {commit}
              RETURNING cv.id
-         ), reply AS (
-             INSERT INTO replies (id, conversation_id) SELECT $4, id FROM lease RETURNING id
          ), chunks AS (
              INSERT INTO messages (id, conversation_id, channel, direction, author, kind, text, meta_timestamp,
-                                   status, reply_id, chunk_index)
-             SELECT chunk.id, $1, $5, 'outbound', 'ai', 'message', chunk.text, now(), 'queued', reply.id,
-                    (chunk.n - 1)::int
-             FROM reply, unnest($6::uuid[], $7::text[]) WITH ORDINALITY AS chunk (id, text, n)
+                                   status, send_attempted_at, reply_id, chunk_index)
+             SELECT chunk.id, lease.id, $5, 'outbound', 'ai', 'message', chunk.text, now(),
+                    CASE WHEN $9 AND chunk.n = 1 THEN 'sending' ELSE 'queued' END,
+                    CASE WHEN $9 AND chunk.n = 1 THEN now() END,
+                    $4, (chunk.n - 1)::int
+             FROM lease, unnest($6::uuid[], $7::text[]) WITH ORDINALITY AS chunk (id, text, n)
          ), answered AS (
              UPDATE messages SET status = 'answered', reply_id = $4, updated_at = now()
              WHERE id = ANY($8) AND status = 'pending' AND EXISTS (SELECT 1 FROM lease)
@@ -316,16 +342,22 @@ pub async fn create_reply(
     .bind(&ids)
     .bind(chunks)
     .bind(answers)
+    .bind(claim_first)
     .fetch_one(pool)
     .await?;
     Ok(leased.then(|| {
         ids.into_iter()
             .zip(chunks)
-            .map(|(id, text)| Unsent {
-                id,
-                text: text.clone(),
-                status: "queued".into(),
-                send_attempted_at: None,
+            .enumerate()
+            .map(|(n, (id, text))| {
+                let claimed = claim_first && n == 0;
+                Unsent {
+                    id,
+                    text: text.clone(),
+                    status: if claimed { "sending" } else { "queued" }.into(),
+                    send_attempted_at: None,
+                    claimed,
+                }
             })
             .collect()
     }))
@@ -341,18 +373,44 @@ pub async fn mark_sending(pool: &PgPool, id: Uuid) -> sqlx::Result<()> {
         .map(drop)
 }
 
-/// Meta accepted the chunk. An echo may have marked it `delivered` already; that stays.
+/// Marks chunk `$1` sent as Meta's message `$2`. An echo may have marked it `delivered` already; that stays.
+const MARK_SENT: &str = "UPDATE messages SET external_message_id = $2, updated_at = now(),
+        status = CASE WHEN status = 'delivered' THEN 'delivered' ELSE 'sent' END
+    WHERE id = $1";
+
+/// Meta accepted the chunk.
 pub async fn mark_sent(pool: &PgPool, id: Uuid, mid: &str) -> sqlx::Result<()> {
-    sqlx::query(
-        "UPDATE messages SET external_message_id = $2, updated_at = now(),
-                status = CASE WHEN status = 'delivered' THEN 'delivered' ELSE 'sent' END
-         WHERE id = $1",
-    )
+    sqlx::query(MARK_SENT)
+        .bind(id)
+        .bind(mid)
+        .execute(pool)
+        .await
+        .map(drop)
+}
+
+/// The usual end of a reply in one round trip: marks its last chunk sent and gives the conversation's
+/// lease back if nothing else is left to do (as [`super::conversations::release_if_idle`]; that chunk
+/// counts as done). Returns whether the lease was given back; `false`: something arrived meanwhile and
+/// the holder goes round again. The chunk is marked sent either way.
+pub async fn mark_sent_and_release_if_idle(
+    pool: &PgPool,
+    lease: &Lease,
+    id: Uuid,
+    mid: &str,
+) -> sqlx::Result<bool> {
+    let released = sqlx::query(&format!(
+        "WITH sent AS ({MARK_SENT})
+         UPDATE conversations cv SET lease_owner = NULL, lease_expires_at = NULL
+         WHERE cv.id = $3 AND cv.lease_owner = $4
+           AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = cv.id AND m.id <> $1 AND {WORK})"
+    ))
     .bind(id)
     .bind(mid)
+    .bind(lease.conversation_id)
+    .bind(lease.owner)
     .execute(pool)
-    .await
-    .map(drop)
+    .await?;
+    Ok(released.rows_affected() == 1)
 }
 
 /// Sets the status of chunks (back to `queued`, or `parked`/`failed` with a reason).
