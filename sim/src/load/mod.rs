@@ -11,11 +11,13 @@
 //! the target's deduplication and per-conversation logic see realistic keys.
 
 pub mod broker;
+mod http;
 mod report;
 
 pub use report::{LatencySummary, LoadReport};
 
-use crate::webhook::{self, WebhookClient};
+use crate::webhook;
+use http::{Connections, Target};
 use report::Recorder;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -80,14 +82,15 @@ pub enum LoadError {
     /// An option is out of range; fix the command line.
     #[error("invalid load options: {0}")]
     InvalidOptions(&'static str),
-    /// The HTTP client could not be built.
-    #[error("cannot build the HTTP client: {0}")]
-    Client(#[from] reqwest::Error),
+    /// The target URL cannot be used.
+    #[error("invalid target: {0}")]
+    Target(String),
 }
 
 /// Builds unique, signed request bodies.
 struct Generator {
-    client: WebhookClient,
+    connections: Connections,
+    secret: Vec<u8>,
     account_id: String,
     senders: u64,
     /// Distinguishes this run's mids from an earlier run's against the same database.
@@ -104,7 +107,8 @@ impl Generator {
         let text = format!("load test message {seq}");
         let now_ms = chrono::Utc::now().timestamp_millis();
         let body = webhook::text_message(&self.account_id, &sender, &mid, &text, now_ms);
-        self.client.post(body).await.ok().map(|s| s.as_u16())
+        let signature = omnidm_shared::signature::sign(&self.secret, &body);
+        self.connections.post(body, signature).await
     }
 }
 
@@ -121,14 +125,10 @@ pub async fn run(options: &LoadOptions) -> Result<LoadReport, LoadError> {
             return Err(LoadError::InvalidOptions("rate must be a positive number"));
         }
     }
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(options.concurrency)
-        .pool_idle_timeout(crate::webhook::POOL_IDLE_TIMEOUT)
-        .timeout(options.timeout)
-        .tcp_nodelay(true)
-        .build()?;
+    let target = Target::resolve(&options.url).await.map_err(LoadError::Target)?;
     let generator = Arc::new(Generator {
-        client: WebhookClient::with_client(http, &options.url, options.secret.as_bytes()),
+        connections: Connections::new(target, options.timeout),
+        secret: options.secret.as_bytes().to_vec(),
         account_id: options.account_id.clone(),
         senders: options.senders,
         run_id: uuid::Uuid::new_v4().simple().to_string()[..8].to_string(),

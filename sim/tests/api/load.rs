@@ -104,3 +104,17 @@ async fn a_wrong_secret_shows_up_as_403s_and_no_events() {
     assert!(report.by_status.get(&403).copied().unwrap_or(0) > 0);
     assert_eq!(report.events_per_sec, 0.0);
 }
+
+#[tokio::test]
+async fn an_https_url_is_refused_and_a_dead_port_counts_transport_errors() {
+    let refused = load::run(&options("https://127.0.0.1:1/hook".to_string(), LoadMode::Closed)).await;
+    assert!(matches!(refused, Err(load::LoadError::Target(_))));
+
+    // Nothing listens there: every request is a transport error, none is counted as accepted.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    drop(listener);
+    let report = load::run(&options(url, LoadMode::Closed)).await.unwrap();
+    assert!(report.transport_errors > 0, "{report}");
+    assert_eq!(report.accepted(), 0);
+}
