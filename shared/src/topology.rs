@@ -11,7 +11,9 @@
 //! moving between queues is never dropped. The delayed-retry tiers are plain TTL queues dead-lettering
 //! back to the work exchange, so a job waiting to be retried holds no consumer slot and needs no plugin.
 
-use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::options::{
+    ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{Channel, ExchangeKind};
 use std::time::Duration;
@@ -166,6 +168,26 @@ impl Topology {
                 &key,
             )
             .await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes every queue (with the messages in it) and exchange of this prefix: for throwaway stacks
+    /// (demo, benchmarks, chaos runs), whose random prefixes would otherwise pile up on the broker with
+    /// their leftover jobs. Never for a live prefix.
+    pub async fn delete(&self, channel: &Channel) -> lapin::Result<()> {
+        let queues = [self.jobs_queue(), self.rejected_queue(), self.dead_queue()]
+            .into_iter()
+            .chain(RETRY_TIERS.iter().map(|tier| self.retry_queue(*tier)));
+        for queue in queues {
+            channel
+                .queue_delete(queue.into(), QueueDeleteOptions::default())
+                .await?;
+        }
+        for exchange in [self.work_exchange(), self.dead_exchange(), self.retry_exchange()] {
+            channel
+                .exchange_delete(exchange.into(), ExchangeDeleteOptions::default())
+                .await?;
         }
         Ok(())
     }

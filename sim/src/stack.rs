@@ -7,6 +7,7 @@ use crate::{EchoMode, Sim, SimAccount, SimHandle, SimOptions};
 use anyhow::Context;
 use omnidm_shared::config::DatabaseConfig;
 use omnidm_shared::crypto::generate_key_base64;
+use omnidm_shared::topology::Topology;
 use secrecy::SecretString;
 use serde_json::{json, Value};
 use std::path::PathBuf;
@@ -172,13 +173,34 @@ impl LocalStack {
         Ok(())
     }
 
-    /// Stops every process (SIGKILL: the run is over).
+    /// Stops every process (SIGKILL: the run is over) and deletes the run's queues: their random prefix
+    /// is never used again, and a benchmark leaves thousands of unconsumed echo jobs behind.
     pub async fn shutdown(mut self) {
         for child in self.workers.iter_mut().chain(std::iter::once(&mut self.ingest)) {
             let _ = child.start_kill();
             let _ = child.wait().await;
         }
         self.sim.shutdown();
+        if let Err(error) = self.delete_queues().await {
+            tracing::warn!(%error, "cannot delete the local stack's queues");
+        }
+    }
+
+    async fn delete_queues(&self) -> anyhow::Result<()> {
+        let setting = |name: &str| {
+            self.env
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, value)| value.clone())
+                .with_context(|| format!("{name} is not set"))
+        };
+        let topology = Topology::new(setting("QUEUE_PREFIX")?);
+        let connection =
+            lapin::Connection::connect(&setting("AMQP_URL")?, lapin::ConnectionProperties::default()).await?;
+        let channel = connection.create_channel().await?;
+        topology.delete(&channel).await?;
+        connection.close(0, "local stack stopped".into()).await?;
+        Ok(())
     }
 }
 
