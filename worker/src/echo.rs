@@ -24,21 +24,26 @@ pub async fn handle(
 ) -> Result<Outcome, sqlx::Error> {
     ctx.metrics.ignored.with_label_values(&["echo"]).inc();
     let channel = credential.channel.as_str();
-    if messages::mark_delivered_by_mid(&ctx.pool, channel, &echo.mid).await? {
+    // In an echo the customer is the recipient.
+    let user = event.recipient.as_ref().map(|user| user.as_str());
+    let ours = messages::mark_echo_delivered(
+        &ctx.pool,
+        channel,
+        &credential.account_id,
+        user,
+        &echo.mid,
+        echo.text.as_deref(),
+    )
+    .await?;
+    if ours {
         return Ok(Outcome::Done);
     }
-    // In an echo the customer is the recipient.
-    let Some(user) = &event.recipient else {
+    let Some(user) = user else {
         return Ok(Outcome::Done);
     };
     // Our chunk may be mid-send in a conversation that exists; with no conversation, nothing is ours.
-    let existing = conversations::find(&ctx.pool, channel, &credential.account_id, user.as_str()).await?;
+    let existing = conversations::find(&ctx.pool, channel, &credential.account_id, user).await?;
     if let Some(conversation_id) = existing {
-        if let Some(text) = &echo.text {
-            if messages::match_sending_echo(&ctx.pool, conversation_id, text, &echo.mid).await? {
-                return Ok(Outcome::Done);
-            }
-        }
         if attempt.waits < MAX_ECHO_WAITS && messages::has_sending(&ctx.pool, conversation_id).await? {
             // The Send API call for one of our chunks has not returned yet: this may be its echo.
             return Ok(Outcome::Wait {
@@ -58,7 +63,7 @@ pub async fn handle(
         status: "delivered",
         status_reason: None,
     };
-    let stored = messages::store(&ctx.pool, credential, user.as_str(), &human).await?;
+    let stored = messages::store(&ctx.pool, credential, user, &human).await?;
     if stored.inserted {
         let until = Utc::now() + ctx.human_pause;
         let conversation_id = stored.conversation_id;

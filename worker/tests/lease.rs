@@ -220,3 +220,79 @@ async fn an_expired_lease_is_taken_over() {
     assert_eq!(status_of(&pool, &message).await, "pending");
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn an_echo_racing_the_send_apis_answer_is_still_recognised_as_ours() {
+    let (stack, pool, credential) = tenant().await;
+    let customer = user();
+    let message = mid();
+    let stored = messages::store(&pool, &credential, &customer, &inbound(&message, "hi", "{}"))
+        .await
+        .unwrap();
+    let holder = lease(stored.conversation_id);
+    conversations::acquire_lease(&pool, &holder).await.unwrap();
+    let work = messages::work(&pool, stored.conversation_id, 20).await.unwrap();
+    let chunks = ["hello!".to_string()];
+    let unsent = messages::create_reply(&pool, &holder, "instagram", &[work.pending[0].id], &chunks, true)
+        .await
+        .unwrap()
+        .unwrap();
+    let echo_mid = format!("{message}-echo");
+
+    // Meta answered; we are recording it (not yet committed) when the echo is handled.
+    let mut recording = pool.begin().await.unwrap();
+    sqlx::query("UPDATE messages SET external_message_id = $2, status = 'sent' WHERE id = $1")
+        .bind(unsent[0].id)
+        .bind(&echo_mid)
+        .execute(&mut *recording)
+        .await
+        .unwrap();
+    let echo = tokio::spawn({
+        let (pool, account, customer, echo_mid) = (
+            pool.clone(),
+            credential.account_id.clone(),
+            customer.clone(),
+            echo_mid.clone(),
+        );
+        async move {
+            messages::mark_echo_delivered(
+                &pool,
+                "instagram",
+                &account,
+                Some(&customer),
+                &echo_mid,
+                Some("hello!"),
+            )
+            .await
+            .unwrap()
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!echo.is_finished(), "the echo waits for the row being recorded");
+    recording.commit().await.unwrap();
+    assert!(echo.await.unwrap(), "ours, not a human's reply");
+    assert_eq!(status_of(&pool, &echo_mid).await, "delivered");
+
+    // A redelivery of the same echo is recognised by its id; a stranger's message is not ours.
+    assert!(messages::mark_echo_delivered(
+        &pool,
+        "instagram",
+        &credential.account_id,
+        Some(&customer),
+        &echo_mid,
+        None
+    )
+    .await
+    .unwrap());
+    assert!(!messages::mark_echo_delivered(
+        &pool,
+        "instagram",
+        &credential.account_id,
+        Some(&customer),
+        &mid(),
+        Some("typed by a human")
+    )
+    .await
+    .unwrap());
+    stack.stop().await;
+}

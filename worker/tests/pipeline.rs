@@ -24,20 +24,20 @@ async fn a_text_dm_gets_exactly_one_reply_and_both_messages_are_stored() {
         "the customer's system prompt leads"
     );
     let db = stack.db().await;
+    let rows = || async {
+        sqlx::query_as::<_, (String, String)>("SELECT author, status FROM messages ORDER BY created_at")
+            .fetch_all(&db)
+            .await
+            .unwrap()
+    };
+    let expected = [
+        ("customer".to_owned(), "answered".to_owned()),
+        ("ai".to_owned(), "delivered".to_owned()),
+    ];
     assert!(
-        eventually(WAIT, || async {
-            let rows: Vec<(String, String)> =
-                sqlx::query_as("SELECT author, status FROM messages ORDER BY created_at")
-                    .fetch_all(&db)
-                    .await
-                    .unwrap();
-            rows == [
-                ("customer".into(), "answered".into()),
-                ("ai".into(), "delivered".into()),
-            ]
-        })
-        .await,
-        "inbound answered, outbound delivered (its echo was recognised)"
+        eventually(WAIT, || async { rows().await == expected }).await,
+        "inbound answered, outbound delivered (its echo was recognised): {:?}",
+        rows().await
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(stack.sent_to(&user).len(), 1, "our own echo is never answered");

@@ -424,36 +424,44 @@ pub async fn set_status(pool: &PgPool, ids: &[Uuid], status: &str, reason: Optio
         .map(drop)
 }
 
-/// An echo carries a mid we already know: our own chunk was delivered.
-pub async fn mark_delivered_by_mid(pool: &PgPool, channel: &str, mid: &str) -> sqlx::Result<bool> {
+/// Recognises an echo as one of our outbound messages and marks it: by Meta's id, or, for an echo that
+/// overtook the Send API's answer, as the oldest of our `sending` chunks with the same text in the
+/// conversation with `user`. Our AI chunks become `delivered`; a human's message is only recognised (a
+/// redelivered echo). One statement on purpose: checked in two, an echo read between them would miss
+/// both (the chunk turning from `sending` to `sent` in between) and be taken for a human's reply.
+/// Whichever snapshot the statement reads, it finds the chunk; if the Send API's answer is being
+/// recorded at that moment, the update waits for it and applies to the committed row.
+pub async fn mark_echo_delivered(
+    pool: &PgPool,
+    channel: &str,
+    account_id: &str,
+    user: Option<&str>,
+    mid: &str,
+    text: Option<&str>,
+) -> sqlx::Result<bool> {
     let r = sqlx::query(
-        "UPDATE messages SET status = CASE WHEN author = 'ai' THEN 'delivered' ELSE status END, updated_at = now()
-         WHERE channel = $1 AND external_message_id = $2 AND direction = 'outbound'",
+        "WITH target AS (
+             SELECT m.id FROM messages m
+             WHERE m.channel = $1 AND m.direction = 'outbound'
+               AND (m.external_message_id = $2
+                    OR (m.author = 'ai' AND m.status = 'sending' AND m.external_message_id IS NULL
+                        AND m.text = $3
+                        AND m.conversation_id = (SELECT c.id FROM conversations c
+                                                 WHERE c.channel = $1 AND c.account_id = $4
+                                                   AND c.external_user_id = $5)))
+             ORDER BY m.external_message_id IS NOT DISTINCT FROM $2 DESC, m.created_at, m.chunk_index
+             LIMIT 1
+         )
+         UPDATE messages m
+         SET status = CASE WHEN m.author = 'ai' THEN 'delivered' ELSE m.status END,
+             external_message_id = $2, updated_at = now()
+         FROM target WHERE m.id = target.id",
     )
     .bind(channel)
     .bind(mid)
-    .execute(pool)
-    .await?;
-    Ok(r.rows_affected() > 0)
-}
-
-/// An echo arrived before the Send API answered: match it to our `sending` chunk by text.
-pub async fn match_sending_echo(
-    pool: &PgPool,
-    conversation_id: Uuid,
-    text: &str,
-    mid: &str,
-) -> sqlx::Result<bool> {
-    let r = sqlx::query(
-        "UPDATE messages SET status = 'delivered', external_message_id = $3, updated_at = now()
-         WHERE id = (SELECT id FROM messages
-                     WHERE conversation_id = $1 AND direction = 'outbound' AND author = 'ai'
-                       AND status = 'sending' AND text = $2 AND external_message_id IS NULL
-                     ORDER BY created_at, chunk_index LIMIT 1)",
-    )
-    .bind(conversation_id)
     .bind(text)
-    .bind(mid)
+    .bind(account_id)
+    .bind(user)
     .execute(pool)
     .await?;
     Ok(r.rows_affected() > 0)
