@@ -12,7 +12,7 @@ use hyper_util::rt::TokioIo;
 use omnidm_shared::signature::SIGNATURE_HEADER;
 use std::net::SocketAddr;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 
 /// Where requests go: a plain `http://` endpoint (the benchmark runs on loopback).
@@ -55,11 +55,11 @@ impl Target {
     }
 }
 
-/// Idle keep-alive connections, shared by the requests of a run.
+/// Idle keep-alive connections (and since when), shared by the requests of a run.
 pub struct Connections {
     target: Target,
     timeout: Duration,
-    idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
+    idle: Mutex<Vec<(Instant, SendRequest<Full<Bytes>>)>>,
 }
 
 impl Connections {
@@ -95,14 +95,17 @@ impl Connections {
             Some(status)
         };
         let status = tokio::time::timeout(self.timeout, exchange).await.ok()??;
-        crate::state::lock(&self.idle).push(sender);
+        crate::state::lock(&self.idle).push((Instant::now(), sender));
         Some(status)
     }
 
+    /// The most recently used live connection. One idle for longer than
+    /// [`crate::webhook::POOL_IDLE_TIMEOUT`] is dropped instead: ingest closes idle keep-alive
+    /// connections, and a request sent as it does so would count as a transport error.
     fn take(&self) -> Option<SendRequest<Full<Bytes>>> {
         let mut idle = crate::state::lock(&self.idle);
-        while let Some(sender) = idle.pop() {
-            if !sender.is_closed() {
+        while let Some((since, sender)) = idle.pop() {
+            if !sender.is_closed() && since.elapsed() < crate::webhook::POOL_IDLE_TIMEOUT {
                 return Some(sender);
             }
         }
