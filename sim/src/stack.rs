@@ -52,6 +52,9 @@ pub struct LocalStack {
     /// The connected customer.
     pub customer_id: String,
     env: Vec<(&'static str, String)>,
+    /// The random queue prefix this stack made up (and deletes when it stops); `None` when the caller
+    /// chose the prefix, whose queues are then not ours to delete.
+    own_prefix: Option<String>,
     ingest: Child,
     /// The worker processes, in start order (killed ones removed).
     pub workers: Vec<Child>,
@@ -82,13 +85,13 @@ impl LocalStack {
         forget_previous_run(&pool, &account).await?;
         pool.close().await;
 
+        let prefix = format!("local_{}", &Uuid::new_v4().simple().to_string()[..8]);
+        let own_prefix =
+            (!options.env.iter().any(|(name, _)| *name == "QUEUE_PREFIX")).then(|| prefix.clone());
         let mut env = vec![
             ("DATABASE_URL", options.database_url.clone()),
             ("AMQP_URL", options.amqp_url.clone()),
-            (
-                "QUEUE_PREFIX",
-                format!("local_{}", &Uuid::new_v4().simple().to_string()[..8]),
-            ),
+            ("QUEUE_PREFIX", prefix),
             ("INSTAGRAM_APP_SECRET", SECRET.into()),
             ("INSTAGRAM_WEBHOOK_VERIFY_TOKEN", "demo-verify-token".into()),
             ("META_GRAPH_URL", sim.graph_url()),
@@ -117,6 +120,7 @@ impl LocalStack {
             webhook: WebhookClient::new(webhook_url, SECRET),
             customer_id: String::new(),
             env,
+            own_prefix,
             ingest,
             workers: Vec::new(),
             ingest_base,
@@ -187,16 +191,17 @@ impl LocalStack {
     }
 
     async fn delete_queues(&self) -> anyhow::Result<()> {
-        let setting = |name: &str| {
-            self.env
-                .iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, value)| value.clone())
-                .with_context(|| format!("{name} is not set"))
+        let Some(prefix) = &self.own_prefix else {
+            return Ok(());
         };
-        let topology = Topology::new(setting("QUEUE_PREFIX")?);
-        let connection =
-            lapin::Connection::connect(&setting("AMQP_URL")?, lapin::ConnectionProperties::default()).await?;
+        let topology = Topology::new(prefix.clone());
+        let amqp_url = self
+            .env
+            .iter()
+            .find(|(name, _)| *name == "AMQP_URL")
+            .map(|(_, value)| value.as_str())
+            .context("AMQP_URL is not set")?;
+        let connection = lapin::Connection::connect(amqp_url, lapin::ConnectionProperties::default()).await?;
         let channel = connection.create_channel().await?;
         topology.delete(&channel).await?;
         connection.close(0, "local stack stopped".into()).await?;
