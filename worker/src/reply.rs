@@ -147,7 +147,7 @@ async fn pass(
         let chunks = chunk::split(&answer, chunk::MAX_CHUNK_BYTES);
         let answered: Vec<Uuid> = pending.iter().map(|p| p.id).collect();
         account.refresh(&ctx.pool).await?;
-        let claim_first = account.credential.can_send() && !account.credential.send_paused();
+        let claim_first = account.credential.can_send() && account.credential.send_paused().is_none();
         let channel = &account.credential.channel;
         let Some(unsent) =
             messages::create_reply(&ctx.pool, lease, channel, &answered, &chunks, claim_first).await?
@@ -277,7 +277,7 @@ async fn send_all(
             messages::set_status(&ctx.pool, &rest, "parked", Some("reauth_required")).await?;
             return Ok(Sent::Stopped(Outcome::Done));
         }
-        if let Some(until) = credential.send_paused_until.filter(|until| *until > Utc::now()) {
+        if let Some(until) = credential.send_paused() {
             if chunk.claimed {
                 // Claimed a moment ago, never attempted: waiting for an echo would only delay it.
                 messages::set_status(&ctx.pool, &[chunk.id], "queued", None).await?;

@@ -46,9 +46,10 @@ impl Credential {
         matches!(self.status.as_str(), "active" | "expiring")
     }
 
-    /// Whether Meta throttled the account and the advised wait is not over (every worker holds back).
-    pub fn send_paused(&self) -> bool {
-        self.send_paused_until.is_some_and(|until| until > Utc::now())
+    /// Until when sending is paused, if Meta throttled the account and the advised wait is not over
+    /// (every worker holds back).
+    pub fn send_paused(&self) -> Option<DateTime<Utc>> {
+        self.send_paused_until.filter(|until| *until > Utc::now())
     }
 
     /// Which login flavour issued the token.
