@@ -147,7 +147,7 @@ async fn a_human_answering_from_the_app_pauses_the_ai_for_that_conversation() {
     assert!(
         eventually(WAIT, || async {
             sqlx::query_scalar::<_, bool>(
-                "SELECT ai_paused_until > now() FROM conversations WHERE external_user_id = $1",
+                "SELECT coalesce(ai_paused_until > now(), false) FROM conversations WHERE external_user_id = $1",
             )
             .bind(&user)
             .fetch_optional(&db)
@@ -161,11 +161,15 @@ async fn a_human_answering_from_the_app_pauses_the_ai_for_that_conversation() {
 
     assert!(
         eventually(WAIT, || async {
-            sqlx::query_scalar::<_, String>("SELECT status_reason FROM messages WHERE text = 'thanks Ana'")
-                .fetch_optional(&db)
-                .await
-                .unwrap()
-                .is_some_and(|r| r == "human_takeover")
+            // NULL until the reply pass has looked at the DM.
+            sqlx::query_scalar::<_, Option<String>>(
+                "SELECT status_reason FROM messages WHERE text = 'thanks Ana'",
+            )
+            .fetch_optional(&db)
+            .await
+            .unwrap()
+            .flatten()
+            .is_some_and(|r| r == "human_takeover")
         })
         .await
     );
