@@ -222,6 +222,47 @@ async fn an_expired_lease_is_taken_over() {
 }
 
 #[tokio::test]
+async fn last_inbound_is_metas_time_of_the_newest_message_whatever_arrives_late() {
+    let (stack, pool, credential) = tenant().await;
+    let customer = user();
+    // PostgreSQL keeps microseconds.
+    let now = chrono::DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).unwrap();
+    let at = |hours_ago: i64| now - chrono::Duration::hours(hours_ago);
+    let store = |mid: String, hours_ago: i64| {
+        let (pool, credential, customer) = (&pool, &credential, &customer);
+        async move {
+            let message = messages::NewMessage {
+                meta_timestamp: at(hours_ago),
+                ..inbound(&mid, "hi", "{}")
+            };
+            messages::store(pool, credential, customer, &message)
+                .await
+                .unwrap()
+        }
+    };
+    let last_inbound = || async {
+        sqlx::query_scalar::<_, chrono::DateTime<Utc>>(
+            "SELECT last_inbound_at FROM conversations WHERE external_user_id = $1",
+        )
+        .bind(&customer)
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+    };
+
+    let first = mid();
+    store(first.clone(), 2).await;
+    assert_eq!(last_inbound().await, at(2));
+    // Meta redelivers it, and the reconciler recovers an older one: neither is recent activity.
+    store(first, 2).await;
+    store(mid(), 5).await;
+    assert_eq!(last_inbound().await, at(2));
+    store(mid(), 0).await;
+    assert_eq!(last_inbound().await, at(0));
+    stack.stop().await;
+}
+
+#[tokio::test]
 async fn an_echo_racing_the_send_apis_answer_is_still_recognised_as_ours() {
     let (stack, pool, credential) = tenant().await;
     let customer = user();

@@ -21,7 +21,7 @@ pub struct Conversation {
     pub external_username: Option<String>,
     /// The AI is quiet until then (a human took over, or an operator paused it).
     pub ai_paused_until: Option<DateTime<Utc>>,
-    /// The customer's last message arrived then.
+    /// Meta's time of the customer's newest message (a redelivery or a late recovery does not move it).
     pub last_inbound_at: Option<DateTime<Utc>>,
     /// Started.
     pub created_at: DateTime<Utc>,

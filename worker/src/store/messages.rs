@@ -51,6 +51,9 @@ pub struct Stored {
 /// Stores a message of the conversation between the account and `external_user_id`: upserts the
 /// conversation (noting inbound activity for a customer's message) and inserts the message unless Meta's
 /// id is already stored, in one statement, since every DM takes this path.
+///
+/// The conversation's `last_inbound_at` is the newest customer message's Meta time, so a redelivery or a
+/// message recovered hours later by the reconciler does not make the customer look recently active.
 pub async fn store(
     pool: &PgPool,
     credential: &Credential,
@@ -61,9 +64,11 @@ pub async fn store(
         "WITH cv AS (
              INSERT INTO conversations (id, customer_id, credential_id, channel, account_id, external_user_id,
                                         last_inbound_at)
-             VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $9 = 'inbound' THEN now() END)
+             VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $9 = 'inbound' THEN $14 END)
              ON CONFLICT (channel, account_id, external_user_id) DO UPDATE SET updated_at = now(),
-                 last_inbound_at = CASE WHEN $9 = 'inbound' THEN now() ELSE conversations.last_inbound_at END
+                 last_inbound_at = CASE WHEN $9 = 'inbound'
+                                        THEN GREATEST(conversations.last_inbound_at, $14)
+                                        ELSE conversations.last_inbound_at END
              RETURNING id
          ), m AS (
              INSERT INTO messages (id, conversation_id, channel, external_message_id, direction, author, kind,
