@@ -8,7 +8,7 @@
 use crate::app::AppState;
 use crate::publish::Published;
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::{Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use omnidm_shared::signature::{SignatureError, SIGNATURE_HEADER};
@@ -68,9 +68,14 @@ pub async fn verify_subscription(State(state): State<AppState>, Query(query): Qu
 }
 
 /// Receives a batch of events.
+///
+/// Takes the whole request rather than a `HeaderMap` extractor, which would clone every header of
+/// every webhook.
 #[tracing::instrument(name = "webhook", skip_all, fields(request_id = tracing::field::Empty, events = tracing::field::Empty))]
-pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+pub async fn receive(State(state): State<AppState>, request: Request) -> Response {
     let started = Instant::now();
+    let (parts, body) = request.into_parts();
+    let headers = &parts.headers;
     let request_id = headers
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
@@ -78,7 +83,7 @@ pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Bo
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     tracing::Span::current().record("request_id", request_id.as_str());
-    let (outcome, mut response) = handle(&state, &headers, body).await;
+    let (outcome, mut response) = handle(&state, headers, body).await;
     state.metrics.requests.with_label_values(&[outcome]).inc();
     state
         .metrics
