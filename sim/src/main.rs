@@ -27,6 +27,9 @@ enum Command {
     Load(LoadArgs),
     /// Publish to RabbitMQ exactly as ingest does, with no HTTP in front: the broker's own ceiling.
     BenchBroker(BenchBrokerArgs),
+    /// Serve the simplest correct ingest (verify, one confirmed publish, 200): the yardstick the ingest
+    /// benchmark compares ours to, run in the same hour with the same `load`.
+    BaselineIngest(BaselineIngestArgs),
     /// Post one signed text DM webhook and print the status.
     SendText(SendTextArgs),
     /// Run the whole pipeline (sim, ingest, two workers) and play a customer writing DMs.
@@ -210,6 +213,21 @@ struct BenchBrokerArgs {
 }
 
 #[derive(Debug, Args)]
+struct BaselineIngestArgs {
+    #[command(flatten)]
+    broker: BrokerArgs,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:18081")]
+    addr: String,
+    /// Its quorum queue (deleted when it stops).
+    #[arg(long, default_value = "bench-baseline.jobs")]
+    queue: String,
+    /// The app secret webhooks are signed with.
+    #[arg(long, default_value = "bench")]
+    secret: String,
+}
+
+#[derive(Debug, Args)]
 struct LoadArgs {
     /// The webhook endpoint.
     #[arg(
@@ -303,6 +321,19 @@ async fn main() -> anyhow::Result<()> {
             .await?;
             println!("{report}");
             Ok(())
+        }
+        Command::BaselineIngest(args) => {
+            let listener = tokio::net::TcpListener::bind(&args.addr).await?;
+            eprintln!(
+                "baseline ingest on http://{}/api/webhooks/instagram",
+                listener.local_addr()?
+            );
+            let options = load::baseline::BaselineOptions {
+                amqp_url: args.broker.amqp_url,
+                queue: args.queue,
+                secret: args.secret,
+            };
+            load::baseline::serve(&options, listener, omnidm_shared::ops::shutdown_signal()).await
         }
         Command::SendText(args) => send_text(args).await,
         Command::Demo(args) => {

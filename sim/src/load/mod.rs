@@ -10,6 +10,7 @@
 //! Every request has its own `mid` and one of `senders` rotating sender ids, as real traffic would, so
 //! the target's deduplication and per-conversation logic see realistic keys.
 
+pub mod baseline;
 pub mod broker;
 mod http;
 mod report;

@@ -118,3 +118,74 @@ async fn an_https_url_is_refused_and_a_dead_port_counts_transport_errors() {
     assert!(report.transport_errors > 0, "{report}");
     assert_eq!(report.accepted(), 0);
 }
+
+#[tokio::test]
+async fn the_baseline_ingest_queues_what_it_accepts_refuses_bad_signatures_and_cleans_up() {
+    use lapin::options::QueueDeclareOptions;
+    use lapin::{Connection, ConnectionProperties};
+    use load::baseline::{self, BaselineOptions};
+
+    let amqp_url =
+        std::env::var("AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_string());
+    let queue = format!("t_{}.baseline", uuid::Uuid::new_v4().simple());
+    let server = BaselineOptions {
+        amqp_url: amqp_url.clone(),
+        queue: queue.clone(),
+        secret: "s".to_string(),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/api/webhooks/instagram", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(async move {
+        baseline::serve(&server, listener, async {
+            let _ = stopped.await;
+        })
+        .await
+    });
+
+    let connection = Connection::connect(&amqp_url, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..QueueDeclareOptions::default()
+    };
+    let queued = || async {
+        channel
+            .queue_declare(queue.as_str().into(), passive, Default::default())
+            .await
+            .unwrap()
+            .message_count()
+    };
+
+    let unsigned = load::run(&LoadOptions {
+        secret: "wrong".to_string(),
+        ..options(url.clone(), LoadMode::Closed)
+    })
+    .await
+    .unwrap();
+    assert!(unsigned.requests > 0 && unsigned.accepted() == 0, "{unsigned}");
+    assert_eq!(queued().await, 0, "nothing unverified is published");
+
+    let signed = load::run(&options(url, LoadMode::Closed)).await.unwrap();
+    assert!(
+        signed.accepted() > 0 && signed.accepted() == signed.requests,
+        "{signed}"
+    );
+    let queued = queued().await;
+    assert!(
+        u64::from(queued) > signed.requests,
+        "the counted 200s and the warm-up's are all queued: {queued}"
+    );
+
+    stop.send(()).unwrap();
+    running.await.unwrap().unwrap();
+    let gone = connection
+        .create_channel()
+        .await
+        .unwrap()
+        .queue_declare(queue.as_str().into(), passive, Default::default())
+        .await;
+    assert!(gone.is_err(), "the queue is deleted when the baseline stops");
+}
