@@ -199,7 +199,7 @@ struct BenchBrokerArgs {
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
     /// Confirm-mode channels (ingest's AMQP_PUBLISH_CHANNELS).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 1)]
     channels: usize,
     /// Message size in bytes (a one-DM job is about 600).
     #[arg(long, default_value_t = 600)]
