@@ -218,7 +218,7 @@ async fn supervise(inner: Arc<Inner>) {
     }
 }
 
-/// Jittered exponential backoff from 100 ms up to 5 s, forever.
+/// Jittered exponential backoff from 100 ms up to 2 s, forever.
 fn new_backoff() -> impl Iterator<Item = Duration> {
     ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(100))
