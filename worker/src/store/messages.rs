@@ -52,8 +52,9 @@ pub struct Stored {
 /// conversation (noting inbound activity for a customer's message) and inserts the message unless Meta's
 /// id is already stored, in one statement, since every DM takes this path.
 ///
-/// The conversation's `last_inbound_at` is the newest customer message's Meta time, so a redelivery or a
-/// message recovered hours later by the reconciler does not make the customer look recently active.
+/// The conversation's `last_inbound_at` is the newest customer message's Meta time (never in the future),
+/// so a redelivery or a message recovered hours later by the reconciler does not make the customer look
+/// recently active.
 pub async fn store(
     pool: &PgPool,
     credential: &Credential,
@@ -64,10 +65,10 @@ pub async fn store(
         "WITH cv AS (
              INSERT INTO conversations (id, customer_id, credential_id, channel, account_id, external_user_id,
                                         last_inbound_at)
-             VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $9 = 'inbound' THEN $14 END)
+             VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $9 = 'inbound' THEN LEAST($14, now()) END)
              ON CONFLICT (channel, account_id, external_user_id) DO UPDATE SET updated_at = now(),
                  last_inbound_at = CASE WHEN $9 = 'inbound'
-                                        THEN GREATEST(conversations.last_inbound_at, $14)
+                                        THEN GREATEST(conversations.last_inbound_at, LEAST($14, now()))
                                         ELSE conversations.last_inbound_at END
              RETURNING id
          ), m AS (
