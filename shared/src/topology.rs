@@ -217,7 +217,8 @@ impl Topology {
     }
 }
 
-fn quorum_args() -> FieldTable {
+/// Declaration arguments of a quorum queue (replicated, durable; what every queue here is).
+pub fn quorum_args() -> FieldTable {
     let mut args = FieldTable::default();
     args.insert("x-queue-type".into(), long_string("quorum"));
     args

@@ -3,14 +3,14 @@
 //! other tests sharing the broker.
 #![allow(dead_code, missing_docs)]
 
-use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeleteOptions};
+use lapin::options::{BasicAckOptions, BasicGetOptions};
 use lapin::{Connection, ConnectionProperties};
 use omnidm_ingest::Application;
 use omnidm_shared::config::{
     AmqpConfig, ConnectConfig, CryptoConfig, DatabaseConfig, IngestConfig, LogFormat, MetaConfig, MetaLogin,
     TelemetryConfig,
 };
-use omnidm_shared::topology::{Topology, RETRY_TIERS};
+use omnidm_shared::topology::Topology;
 use secrecy::SecretString;
 use std::sync::Arc;
 use std::time::Duration;
@@ -202,24 +202,7 @@ pub async fn delete_queues(topology: &Topology) {
     let Ok(channel) = connection.create_channel().await else {
         return;
     };
-    let mut queues = vec![
-        topology.jobs_queue(),
-        topology.rejected_queue(),
-        topology.dead_queue(),
-    ];
-    queues.extend(RETRY_TIERS.iter().map(|t| topology.retry_queue(*t)));
-    for queue in queues {
-        let _ = channel
-            .queue_delete(queue.into(), QueueDeleteOptions::default())
-            .await;
-    }
-    for exchange in [
-        topology.work_exchange(),
-        topology.dead_exchange(),
-        topology.retry_exchange(),
-    ] {
-        let _ = channel.exchange_delete(exchange.into(), Default::default()).await;
-    }
+    let _ = topology.delete(&channel).await;
     let _ = connection.close(200, "done".into()).await;
 }
 

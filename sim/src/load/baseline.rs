@@ -13,9 +13,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::Router;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions};
-use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
 use omnidm_shared::signature::{WebhookVerifier, SIGNATURE_HEADER};
+use omnidm_shared::topology::quorum_args;
 use secrecy::SecretString;
 use std::future::Future;
 use std::sync::Arc;
@@ -51,17 +51,12 @@ pub async fn serve(
     let connection = Connection::connect(&options.amqp_url, ConnectionProperties::default()).await?;
     let channel = connection.create_channel().await?;
     channel.confirm_select(ConfirmSelectOptions::default()).await?;
-    let mut arguments = FieldTable::default();
-    arguments.insert(
-        "x-queue-type".into(),
-        AMQPValue::LongString(LongString::from("quorum")),
-    );
     let durable = QueueDeclareOptions {
         durable: true,
         ..QueueDeclareOptions::default()
     };
     channel
-        .queue_declare(options.queue.as_str().into(), durable, arguments)
+        .queue_declare(options.queue.as_str().into(), durable, quorum_args())
         .await?;
     let state = Arc::new(Baseline {
         verifier: WebhookVerifier::new(vec![SecretString::from(options.secret.clone())]),

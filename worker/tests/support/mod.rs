@@ -9,7 +9,7 @@ use omnidm_shared::config::{
     TelemetryConfig, WorkerConfig,
 };
 use omnidm_shared::crypto::generate_key_base64;
-use omnidm_shared::topology::{Topology, RETRY_TIERS};
+use omnidm_shared::topology::Topology;
 use omnidm_sim::{EchoMode, Sim, SimAccount, SimHandle, SimOptions};
 use omnidm_worker::Application as Worker;
 use secrecy::SecretString;
@@ -344,22 +344,7 @@ pub async fn cleanup_queues(topology: &Topology) {
     let Ok(channel) = connection.create_channel().await else {
         return;
     };
-    let mut queues = vec![
-        topology.jobs_queue(),
-        topology.rejected_queue(),
-        topology.dead_queue(),
-    ];
-    queues.extend(RETRY_TIERS.iter().map(|t| topology.retry_queue(*t)));
-    for queue in queues {
-        let _ = channel.queue_delete(queue.into(), Default::default()).await;
-    }
-    for exchange in [
-        topology.work_exchange(),
-        topology.dead_exchange(),
-        topology.retry_exchange(),
-    ] {
-        let _ = channel.exchange_delete(exchange.into(), Default::default()).await;
-    }
+    let _ = topology.delete(&channel).await;
     let _ = connection.close(200, "done".into()).await;
 }
 
