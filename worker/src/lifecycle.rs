@@ -159,10 +159,7 @@ async fn check(ctx: &Context, credential: &Credential) -> sqlx::Result<()> {
     } else {
         "active"
     };
-    if credentials::set_checked_status(&ctx.pool, credential.id, status, None).await? {
-        credentials::record_event(&ctx.pool, credential.id, status, serde_json::json!({})).await?;
-    }
-    Ok(())
+    credentials::set_checked_status(&ctx.pool, credential.id, status, None).await
 }
 
 async fn reauth(ctx: &Context, credential: &Credential, reason: &str) -> sqlx::Result<()> {

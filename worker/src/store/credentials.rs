@@ -128,27 +128,29 @@ pub async fn pause_sending(pool: &PgPool, id: Uuid, until: DateTime<Utc>) -> sql
 }
 
 /// Meta says the token is dead: replies wait until the account is reconnected. Recorded as an account
-/// event the first time only (every parked send reports it).
+/// event the first time only (every parked send reports it), in the same transaction, so the audit trail
+/// never lags the status an operator sees.
 pub async fn mark_reauth_required(pool: &PgPool, id: Uuid, reason: &str) -> sqlx::Result<()> {
+    let mut tx = pool.begin().await?;
     let changed = sqlx::query(
         "UPDATE instagram_credentials SET status = 'reauth_required', status_reason = $2, updated_at = now()
          WHERE id = $1 AND status IN ('active', 'expiring')",
     )
     .bind(id)
     .bind(reason)
-    .execute(pool)
+    .execute(&mut *tx)
     .await?
     .rows_affected();
     if changed > 0 {
         record_event(
-            pool,
+            &mut *tx,
             id,
             "reauth_required",
             serde_json::json!({ "reason": reason }),
         )
         .await?;
     }
-    Ok(())
+    tx.commit().await
 }
 
 /// Appends to the account's audit trail (shown by the admin status API).
@@ -190,14 +192,16 @@ pub async fn store_refreshed(
     Ok(changed > 0)
 }
 
-/// Sets the lifecycle status (`active`/`expiring`/`reauth_required`) after a check, and notes the check.
-/// A disconnected row is never touched.
+/// Sets the lifecycle status (`active`/`expiring`/`reauth_required`) after a check, notes the check,
+/// and records a change of status as an account event in the same transaction (so the audit trail
+/// never lags the status). A disconnected row is never touched.
 pub async fn set_checked_status(
     pool: &PgPool,
     id: Uuid,
     status: &str,
     reason: Option<&str>,
-) -> sqlx::Result<bool> {
+) -> sqlx::Result<()> {
+    let mut tx = pool.begin().await?;
     let changed = sqlx::query(
         "UPDATE instagram_credentials
          SET token_checked_at = now(), updated_at = now(),
@@ -207,16 +211,18 @@ pub async fn set_checked_status(
     .bind(id)
     .bind(status)
     .bind(reason)
-    .execute(pool)
+    .execute(&mut *tx)
     .await?
     .rows_affected();
-    if changed == 0 {
+    if changed > 0 {
+        record_event(&mut *tx, id, status, serde_json::json!({})).await?;
+    } else {
         sqlx::query("UPDATE instagram_credentials SET token_checked_at = now() WHERE id = $1")
             .bind(id)
-            .execute(pool)
+            .execute(&mut *tx)
             .await?;
     }
-    Ok(changed > 0)
+    tx.commit().await
 }
 
 /// Connections by status, for the `worker_credentials` gauge.
