@@ -3,7 +3,7 @@
 
 use crate::ai::AiClient;
 use crate::consumer::Consumer;
-use crate::context::Context;
+use crate::context::{Context, Writes};
 use crate::graph::GraphClient;
 use crate::metrics::Metrics;
 use omnidm_shared::amqp::Broker;
@@ -36,7 +36,10 @@ impl Application {
         let pool = omnidm_shared::db::connect_and_migrate(&config.database).await?;
         let topology = Topology::new(config.amqp.queue_prefix.clone());
         let broker = Broker::start(config.amqp.amqp_url.clone(), topology.clone(), "omnidm-worker", 2);
+        let metrics = Metrics::new();
         let ctx = Context {
+            writes: Writes::start(&pool, &metrics),
+            routes: Arc::default(),
             pool,
             keyring: config.crypto.keyring()?,
             ai: AiClient::new(&config.ai),
@@ -45,7 +48,7 @@ impl Application {
                 Duration::from_millis(config.send_timeout_ms),
                 Duration::from_secs(config.throttle_default_seconds),
             )?),
-            metrics: Metrics::new(),
+            metrics,
             worker_id: Uuid::new_v4(),
             debounce: config.debounce(),
             human_pause: Duration::from_secs(config.human_pause_minutes * 60),

@@ -3,8 +3,13 @@
 use crate::ai::AiClient;
 use crate::graph::GraphClient;
 use crate::metrics::Metrics;
+use crate::store::batch::Batcher;
+use crate::store::credentials::Routes;
+use crate::store::messages::{self, Echo, NewReply, ReplySent, Stored, ToStore, Unsent};
 use omnidm_shared::crypto::Keyring;
 use sqlx::PgPool;
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -31,6 +36,59 @@ pub struct Context {
     pub context_messages: u32,
     /// Conversation lease length.
     pub lease: Duration,
+    /// Routes events to their account, reusing answers for a moment.
+    pub routes: Arc<Routes>,
+    /// The writes every DM makes, batched across this process's jobs.
+    pub writes: Writes,
+}
+
+/// The writes every DM makes, each coalesced across the process's concurrent jobs into one statement
+/// (see [`crate::store::batch`]).
+#[derive(Clone)]
+pub struct Writes {
+    /// Stores inbound (and human-sent) messages.
+    pub stores: Batcher<ToStore, Stored>,
+    /// Stores AI answers under their leases.
+    pub replies: Batcher<NewReply, Option<Vec<Unsent>>>,
+    /// Ends replies: last chunk sent, lease given back if idle.
+    pub sent: Batcher<ReplySent, bool>,
+    /// Recognises our echoes.
+    pub echoes: Batcher<Echo, bool>,
+}
+
+impl Writes {
+    /// Starts one batcher per write.
+    pub fn start(pool: &PgPool, metrics: &Metrics) -> Self {
+        Self {
+            stores: batched(pool, metrics, "store_message", |pool, rows| async move {
+                messages::store_many(&pool, rows).await
+            }),
+            replies: batched(pool, metrics, "reply", |pool, rows| async move {
+                messages::create_replies(&pool, rows).await
+            }),
+            sent: batched(pool, metrics, "reply_sent", |pool, rows| async move {
+                messages::mark_sent_and_release_many(&pool, rows).await
+            }),
+            echoes: batched(pool, metrics, "echo", |pool, rows| async move {
+                messages::mark_echoes_delivered(&pool, rows).await
+            }),
+        }
+    }
+}
+
+/// A batcher running `write` on the pool, counted under `label`.
+fn batched<I, O, W, F>(pool: &PgPool, metrics: &Metrics, label: &str, write: W) -> Batcher<I, O>
+where
+    I: Clone + Send + 'static,
+    O: Send + 'static,
+    W: Fn(PgPool, Vec<I>) -> F + Send + Sync + 'static,
+    F: Future<Output = sqlx::Result<Vec<O>>> + Send + 'static,
+{
+    let pool = pool.clone();
+    Batcher::start(
+        move |rows| write(pool.clone(), rows),
+        metrics.write_batches(label),
+    )
 }
 
 /// What became of a job. The consumer acts on it *after* it is committed: ack, delayed retry, or

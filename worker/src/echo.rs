@@ -26,15 +26,17 @@ pub async fn handle(
     let channel = credential.channel.as_str();
     // In an echo the customer is the recipient.
     let user = event.recipient.as_ref().map(|user| user.as_str());
-    let ours = messages::mark_echo_delivered(
-        &ctx.pool,
-        channel,
-        &credential.account_id,
-        user,
-        &echo.mid,
-        echo.text.as_deref(),
-    )
-    .await?;
+    let ours = ctx
+        .writes
+        .echoes
+        .call(messages::Echo {
+            channel: channel.to_owned(),
+            account_id: credential.account_id.clone(),
+            user: user.map(str::to_owned),
+            mid: echo.mid.clone(),
+            text: echo.text.clone(),
+        })
+        .await?;
     if ours {
         return Ok(Outcome::Done);
     }
@@ -63,7 +65,11 @@ pub async fn handle(
         status: "delivered",
         status_reason: None,
     };
-    let stored = messages::store(&ctx.pool, credential, user, &human).await?;
+    let stored = ctx
+        .writes
+        .stores
+        .call(messages::ToStore::new(credential, user, &human))
+        .await?;
     if stored.inserted {
         let until = Utc::now() + ctx.human_pause;
         let conversation_id = stored.conversation_id;

@@ -45,10 +45,13 @@ async fn process_event(
     }
     // Routed by the entry's id; Meta's own examples sometimes carry another id there (a postback's entry
     // id is the user's in the docs), so the event's recipient is the second choice.
-    let mut credential = credentials::route(&ctx.pool, &job.entry_id, !job.recovered).await?;
+    let mut credential = ctx.routes.route(&ctx.pool, &job.entry_id, !job.recovered).await?;
     if credential.is_none() {
         if let Some(recipient) = event.recipient.as_ref().filter(|r| r.as_str() != job.entry_id) {
-            credential = credentials::route(&ctx.pool, recipient.as_str(), !job.recovered).await?;
+            credential = ctx
+                .routes
+                .route(&ctx.pool, recipient.as_str(), !job.recovered)
+                .await?;
         }
     }
     let Some(credential) = credential else {
@@ -193,7 +196,11 @@ async fn inbound(
         status: if reason.is_some() { "ignored" } else { "pending" },
         status_reason: reason,
     };
-    let stored = messages::store(&ctx.pool, credential, sender.as_str(), &new).await?;
+    let stored = ctx
+        .writes
+        .stores
+        .call(messages::ToStore::new(credential, sender.as_str(), &new))
+        .await?;
     if !stored.inserted {
         ctx.metrics.duplicates.inc();
         tracing::debug!("message already stored (redelivery)");

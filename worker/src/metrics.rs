@@ -1,6 +1,7 @@
 //! The worker's Prometheus metrics: a struct of handles built once and shared. Documented in
 //! `docs/metrics.md`. Labels are low-cardinality (kinds, outcomes, classes), never user or account ids.
 
+use crate::store::batch::BatchMetrics;
 use omnidm_shared::ops::LATENCY_BUCKETS;
 use prometheus::{
     Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
@@ -57,6 +58,33 @@ pub struct Metrics {
     pub resubscriptions: IntCounter,
     /// `worker_webhook_silence_max_seconds`: longest time since the last webhook among active accounts.
     pub webhook_silence: Gauge,
+    /// `worker_db_batches_total{write}`: statements that wrote a batch of rows for many jobs.
+    pub db_batches: IntCounterVec,
+    /// `worker_db_batched_rows_total{write}`: rows those statements wrote (÷ batches = mean batch size).
+    pub db_batched_rows: IntCounterVec,
+}
+
+/// The batch counters of one kind of write, as a [`BatchMetrics`] for its batcher.
+pub struct WriteBatches {
+    batches: IntCounter,
+    rows: IntCounter,
+}
+
+impl Metrics {
+    /// The batch counters for the write labelled `write`.
+    pub fn write_batches(&self, write: &str) -> WriteBatches {
+        WriteBatches {
+            batches: self.db_batches.with_label_values(&[write]),
+            rows: self.db_batched_rows.with_label_values(&[write]),
+        }
+    }
+}
+
+impl BatchMetrics for WriteBatches {
+    fn batch(&self, rows: usize) {
+        self.batches.inc();
+        self.rows.inc_by(rows as u64);
+    }
 }
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, label: &str, values: &[&str]) -> IntCounterVec {
@@ -122,6 +150,20 @@ impl Metrics {
             .expect("unique metric");
         Self {
             webhook_silence,
+            db_batches: counter_vec(
+                &r,
+                "worker_db_batches_total",
+                "Statements that wrote the rows of many jobs at once, by write.",
+                "write",
+                &["store_message", "reply", "reply_sent", "echo"],
+            ),
+            db_batched_rows: counter_vec(
+                &r,
+                "worker_db_batched_rows_total",
+                "Rows written by batched statements, by write (divided by batches: the mean batch size).",
+                "write",
+                &["store_message", "reply", "reply_sent", "echo"],
+            ),
             reconcile_runs: counter_vec(
                 &r,
                 "worker_reconcile_runs_total",

@@ -149,9 +149,14 @@ async fn pass(
         account.refresh(&ctx.pool).await?;
         let claim_first = account.credential.can_send() && account.credential.send_paused().is_none();
         let channel = &account.credential.channel;
-        let Some(unsent) =
-            messages::create_reply(&ctx.pool, lease, channel, &answered, &chunks, claim_first).await?
-        else {
+        let reply = messages::NewReply {
+            lease: *lease,
+            channel: channel.clone(),
+            answers: answered,
+            chunks,
+            claim_first,
+        };
+        let Some(unsent) = ctx.writes.replies.call(reply).await? else {
             // Our lease expired during a very slow AI call and another pass took over: let it answer.
             *held = false;
             return Ok(busy());
@@ -166,7 +171,12 @@ async fn pass(
                 }
                 let released = match last {
                     Some(last) => {
-                        messages::mark_sent_and_release_if_idle(&ctx.pool, lease, last.id, &last.mid).await?
+                        let sent = messages::ReplySent {
+                            lease: *lease,
+                            id: last.id,
+                            mid: last.mid,
+                        };
+                        ctx.writes.sent.call(sent).await?
                     }
                     None => conversations::release_if_idle(&ctx.pool, lease).await?,
                 };
@@ -209,7 +219,7 @@ impl Account {
 }
 
 /// The AI's input: the system prompt, the conversation so far, then exactly the messages this reply
-/// answers (the same set `create_reply` marks answered, so nothing is answered twice or skipped).
+/// answers (the same set `create_replies` marks answered, so nothing is answered twice or skipped).
 fn prompt(
     system_prompt: &str,
     history: Vec<messages::HistoryLine>,

@@ -340,3 +340,138 @@ async fn an_echo_racing_the_send_apis_answer_is_still_recognised_as_ours() {
     .unwrap());
     stack.stop().await;
 }
+
+/// The batched forms of the hot statements, as one worker's concurrent jobs hand them over: rows of
+/// one batch that touch the same conversation or the same Meta id behave as they would one at a time.
+#[tokio::test]
+async fn batched_writes_keep_each_rows_own_outcome() {
+    let (stack, pool, credential) = tenant().await;
+    let (alice, bob) = (user(), user());
+    let (first, second, elsewhere) = (mid(), mid(), mid());
+    let at = |hours_ago: i64| Utc::now() - chrono::Duration::hours(hours_ago);
+    let row = |customer: &str, message: &str, hours_ago: i64| {
+        let new = messages::NewMessage {
+            meta_timestamp: at(hours_ago),
+            ..inbound(message, "hi", "{}")
+        };
+        messages::ToStore::new(&credential, customer, &new)
+    };
+    // Two of Alice's messages (one of them delivered twice) and one of Bob's, in one statement.
+    let stored = messages::store_many(
+        &pool,
+        vec![
+            row(&alice, &first, 3),
+            row(&bob, &elsewhere, 1),
+            row(&alice, &second, 2),
+            row(&alice, &first, 3),
+        ],
+    )
+    .await
+    .unwrap();
+    let inserted: Vec<bool> = stored.iter().map(|s| s.inserted).collect();
+    assert_eq!(inserted, [true, true, true, false], "a Meta id is stored once");
+    assert_eq!(stored[0].conversation_id, stored[2].conversation_id);
+    assert_eq!(stored[0].conversation_id, stored[3].conversation_id);
+    assert_ne!(stored[0].conversation_id, stored[1].conversation_id);
+    let last_inbound: chrono::DateTime<Utc> =
+        sqlx::query_scalar("SELECT last_inbound_at FROM conversations WHERE id = $1")
+            .bind(stored[0].conversation_id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(
+        (last_inbound - at(2)).num_seconds().abs() <= 1,
+        "the newest of the batch's messages"
+    );
+
+    // Two answers in one statement, one of them under a lease another pass has since taken.
+    let (alices, bobs) = (lease(stored[0].conversation_id), lease(stored[1].conversation_id));
+    conversations::acquire_lease(&pool, &alices)
+        .await
+        .unwrap()
+        .unwrap();
+    let pending = |conversation_id| {
+        let pool = pool.clone();
+        async move {
+            let work = messages::work(&pool, conversation_id, 20).await.unwrap();
+            work.pending.iter().map(|p| p.id).collect::<Vec<Uuid>>()
+        }
+    };
+    let answer = |lease: &Lease, answers: Vec<Uuid>, chunks: &[&str]| messages::NewReply {
+        lease: *lease,
+        channel: "instagram".into(),
+        answers,
+        chunks: chunks.iter().map(|c| c.to_string()).collect(),
+        claim_first: true,
+    };
+    let thief = lease(stored[1].conversation_id);
+    conversations::acquire_lease(&pool, &thief)
+        .await
+        .unwrap()
+        .unwrap();
+    let created = messages::create_replies(
+        &pool,
+        vec![
+            answer(&alices, pending(alices.conversation_id).await, &["one", "two"]),
+            answer(&bobs, pending(bobs.conversation_id).await, &["lost"]),
+        ],
+    )
+    .await
+    .unwrap();
+    let unsent = created[0].as_ref().expect("Alice's pass holds its lease");
+    let texts: Vec<&str> = unsent.iter().map(|u| u.text.as_str()).collect();
+    assert_eq!(texts, ["one", "two"]);
+    assert!(unsent[0].claimed && !unsent[1].claimed);
+    assert!(created[1].is_none(), "a lost lease writes nothing");
+    assert_eq!(pending(alices.conversation_id).await, Vec::<Uuid>::new());
+    assert_eq!(
+        pending(bobs.conversation_id).await.len(),
+        1,
+        "Bob's message still waits"
+    );
+
+    // Two echoes of the same text in one batch never both claim the same chunk: the first takes the
+    // oldest, and the second finds it taken (as a job, it waits for its own chunk's answer).
+    sqlx::query("UPDATE messages SET status = 'sending', text = 'same' WHERE id = ANY($1)")
+        .bind(unsent.iter().map(|u| u.id).collect::<Vec<Uuid>>())
+        .execute(&pool)
+        .await
+        .unwrap();
+    let echo = |mid: String| messages::Echo {
+        channel: "instagram".into(),
+        account_id: credential.account_id.clone(),
+        user: Some(alice.clone()),
+        mid,
+        text: Some("same".into()),
+    };
+    let ours = messages::mark_echoes_delivered(&pool, vec![echo(mid()), echo(mid())])
+        .await
+        .unwrap();
+    let delivered: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM messages WHERE id = ANY($1) AND status = 'delivered'")
+            .bind(unsent.iter().map(|u| u.id).collect::<Vec<Uuid>>())
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(ours.iter().filter(|o| **o).count() as i64, delivered);
+    assert!(ours[0], "the first echo claims the oldest chunk");
+
+    // Ending two replies in one statement: each lease is given back only where no work is left.
+    let sent = |lease: &Lease, id: Uuid| messages::ReplySent {
+        lease: *lease,
+        id,
+        mid: mid(),
+    };
+    let released = messages::mark_sent_and_release_many(
+        &pool,
+        vec![sent(&thief, Uuid::new_v4()), sent(&alices, unsent[1].id)],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        released,
+        [false, true],
+        "Bob's message is still pending; Alice's pass is done"
+    );
+    stack.stop().await;
+}

@@ -37,19 +37,22 @@ pub struct Lease {
     pub ttl: Duration,
 }
 
-/// Sets the lease for `$2` for `$3` seconds on the conversation `cv`; pair with [`LEASE_AVAILABLE`].
-pub(crate) const TAKE_LEASE: &str = "lease_owner = $2, lease_expires_at = now() + make_interval(secs => $3)";
+/// Gives the conversation `cv` to the lease `l` (a row with `owner` and `ttl` in seconds) for its
+/// `ttl`; pair with [`LEASE_AVAILABLE`].
+pub(crate) const TAKE_LEASE: &str =
+    "lease_owner = l.owner, lease_expires_at = now() + make_interval(secs => l.ttl)";
 
-/// The conversation `cv` is free for `$2`: unleased, already its own, or its holder's lease expired.
+/// The conversation `cv` is free for the lease `l`: unleased, already its own, or its holder's lease
+/// expired.
 pub(crate) const LEASE_AVAILABLE: &str =
-    "(cv.lease_owner IS NULL OR cv.lease_owner = $2 OR cv.lease_expires_at < now())";
+    "(cv.lease_owner IS NULL OR cv.lease_owner = l.owner OR cv.lease_expires_at < now())";
 
 /// Lets the statement's transaction commit without waiting for its WAL flush (`synchronous_commit =
 /// off` for that transaction only; PostgreSQL documents per-transaction use for exactly this mix). For
 /// the lease bookkeeping and for storing an answer, whose waits were a third of a reply's database time:
 /// a PostgreSQL *crash* can lose at most the last few hundred milliseconds of them, which costs a lease
 /// expiry or a second AI call, never a lost or doubled message, because the send is always preceded by a
-/// durable commit that marks the chunk `sending` (`create_reply` claiming the first chunk, or
+/// durable commit that marks the chunk `sending` (`create_replies` claiming the first chunk, or
 /// `mark_sending`) and flushes them with it. True; goes in the statement's `WHERE`.
 pub(crate) const RELAXED_COMMIT: &str = "set_config('synchronous_commit', 'off', true) IS NOT NULL";
 
@@ -71,7 +74,7 @@ pub struct Leased {
 pub async fn acquire_lease(pool: &PgPool, lease: &Lease) -> sqlx::Result<Option<Leased>> {
     sqlx::query_as(&format!(
         "UPDATE conversations cv SET {TAKE_LEASE}
-         FROM {CREDENTIAL_FROM}
+         FROM {CREDENTIAL_FROM}, (VALUES ($2::uuid, $3::float8)) AS l (owner, ttl)
          WHERE cv.id = $1 AND c.id = cv.credential_id AND {LEASE_AVAILABLE} AND {RELAXED_COMMIT}
          RETURNING cv.ai_paused_until, cv.external_user_id, {CREDENTIAL_COLUMNS}"
     ))

@@ -7,6 +7,9 @@ use omnidm_shared::crypto::{CryptoError, Keyring};
 use omnidm_shared::meta::graph::Host;
 use secrecy::SecretString;
 use sqlx::PgPool;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 /// A connected account, as the worker needs it. The token stays encrypted until the moment of a send.
@@ -101,6 +104,63 @@ pub async fn route(pool: &PgPool, entry_id: &str, webhook: bool) -> sqlx::Result
     .bind(webhook)
     .fetch_optional(pool)
     .await
+}
+
+/// How long a routing answer is reused. Every event is routed, and on a busy account the same answer
+/// comes back thousands of times a second; reusing it for a second takes two statements off every DM.
+/// Only the account's identity is used from it (the reply pass re-reads status, pause and token with its
+/// lease), so a stale answer can at worst store a DM under an account disconnected a moment ago, where
+/// it waits, unanswered, as it would have had it come a second later. Unknown accounts are never
+/// cached: an account connected a moment ago is routed at once.
+const ROUTE_FRESH_FOR: Duration = Duration::from_secs(1);
+
+/// Caps the cache; past it, expired answers are dropped (a worker serving more accounts than this in
+/// one second gains less from caching anyway).
+const ROUTES_CACHED: usize = 10_000;
+
+/// [`route`] with its answers for known accounts reused for [`ROUTE_FRESH_FOR`]. Shared by a worker's
+/// jobs. The webhook note is written when the answer is read from the database, at least once a second
+/// while webhooks come, so silence detection is unchanged.
+#[derive(Debug, Default)]
+pub struct Routes {
+    known: Mutex<HashMap<String, (Instant, Credential)>>,
+}
+
+impl Routes {
+    /// Routes `entry_id` as [`route`] does, from the cache when the answer is fresh.
+    pub async fn route(
+        &self,
+        pool: &PgPool,
+        entry_id: &str,
+        webhook: bool,
+    ) -> sqlx::Result<Option<Credential>> {
+        if let Some((at, credential)) = self.known().get(entry_id) {
+            if at.elapsed() < ROUTE_FRESH_FOR {
+                return Ok(Some(credential.clone()));
+            }
+        }
+        let found = route(pool, entry_id, webhook).await?;
+        let mut known = self.known();
+        match &found {
+            Some(credential) => {
+                if known.len() >= ROUTES_CACHED {
+                    known.retain(|_, (at, _)| at.elapsed() < ROUTE_FRESH_FOR);
+                }
+                if known.len() < ROUTES_CACHED {
+                    known.insert(entry_id.to_owned(), (Instant::now(), credential.clone()));
+                }
+            }
+            None => {
+                known.remove(entry_id);
+            }
+        }
+        Ok(found)
+    }
+
+    fn known(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, Credential)>> {
+        // A panic while holding the lock cannot leave the map inconsistent: every change is one call.
+        self.known.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 /// Reloads a credential (its pause and status change while a reply is being produced).

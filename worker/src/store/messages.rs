@@ -40,7 +40,7 @@ impl NewMessage<'_> {
 }
 
 /// Where a stored message went.
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug, Clone, Copy)]
 pub struct Stored {
     /// Its conversation (created on first contact).
     pub conversation_id: Uuid,
@@ -48,56 +48,191 @@ pub struct Stored {
     pub inserted: bool,
 }
 
-/// Stores a message of the conversation between the account and `external_user_id`: upserts the
-/// conversation (noting inbound activity for a customer's message) and inserts the message unless Meta's
-/// id is already stored, in one statement, since every DM takes this path.
-///
-/// The conversation's `last_inbound_at` is the newest customer message's Meta time (never in the future),
-/// so a redelivery or a message recovered hours later by the reconciler does not make the customer look
-/// recently active.
+/// A [`NewMessage`] with its conversation's key, owned, so that calls from many jobs can be stored by
+/// one statement ([`store_many`], through [`super::batch::Batcher`]).
+#[derive(Debug, Clone)]
+pub struct ToStore {
+    customer_id: Uuid,
+    credential_id: Uuid,
+    channel: String,
+    account_id: String,
+    external_user_id: String,
+    mid: String,
+    direction: &'static str,
+    author: String,
+    kind: String,
+    text: Option<String>,
+    raw: String,
+    meta_timestamp: DateTime<Utc>,
+    status: String,
+    status_reason: Option<String>,
+}
+
+impl ToStore {
+    /// The message `m` of the conversation between the account and `external_user_id`.
+    pub fn new(credential: &Credential, external_user_id: &str, m: &NewMessage<'_>) -> Self {
+        Self {
+            customer_id: credential.customer_id,
+            credential_id: credential.id,
+            channel: credential.channel.clone(),
+            account_id: credential.account_id.clone(),
+            external_user_id: external_user_id.to_owned(),
+            mid: m.mid.to_owned(),
+            direction: m.direction(),
+            author: m.author.to_owned(),
+            kind: m.kind.to_owned(),
+            text: m.text.map(str::to_owned),
+            raw: m.raw.to_owned(),
+            meta_timestamp: m.meta_timestamp,
+            status: m.status.to_owned(),
+            status_reason: m.status_reason.map(str::to_owned),
+        }
+    }
+
+    fn conversation_key(&self) -> (&str, &str, &str) {
+        (&self.channel, &self.account_id, &self.external_user_id)
+    }
+}
+
+/// Stores a message of the conversation between the account and `external_user_id` (see
+/// [`store_many`]; jobs go through the batcher in their context, this is the same statement for one).
 pub async fn store(
     pool: &PgPool,
     credential: &Credential,
     external_user_id: &str,
     m: &NewMessage<'_>,
 ) -> sqlx::Result<Stored> {
-    sqlx::query_as(
-        "WITH cv AS (
-             INSERT INTO conversations (id, customer_id, credential_id, channel, account_id, external_user_id,
-                                        last_inbound_at)
-             VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $9 = 'inbound' THEN LEAST($14, now()) END)
-             ON CONFLICT (channel, account_id, external_user_id) DO UPDATE SET updated_at = now(),
-                 last_inbound_at = CASE WHEN $9 = 'inbound'
-                                        THEN GREATEST(conversations.last_inbound_at, LEAST($14, now()))
-                                        ELSE conversations.last_inbound_at END
-             RETURNING id
-         ), m AS (
-             INSERT INTO messages (id, conversation_id, channel, external_message_id, direction, author, kind,
-                                   text, raw, meta_timestamp, status, status_reason)
-             SELECT $7, cv.id, $4, $8, $9, $10, $11, $12, $13::jsonb, $14, $15, $16 FROM cv
-             ON CONFLICT (channel, external_message_id) DO NOTHING
-             RETURNING id
-         )
-         SELECT cv.id AS conversation_id, EXISTS (SELECT 1 FROM m) AS inserted FROM cv",
-    )
-    .bind(Uuid::now_v7())
-    .bind(credential.customer_id)
-    .bind(credential.id)
-    .bind(&credential.channel)
-    .bind(&credential.account_id)
-    .bind(external_user_id)
-    .bind(Uuid::now_v7())
-    .bind(m.mid)
-    .bind(m.direction())
-    .bind(m.author)
-    .bind(m.kind)
-    .bind(m.text)
-    .bind(m.raw)
-    .bind(m.meta_timestamp)
-    .bind(m.status)
-    .bind(m.status_reason)
-    .fetch_one(pool)
-    .await
+    let mut stored = store_many(pool, vec![ToStore::new(credential, external_user_id, m)]).await?;
+    stored
+        .pop()
+        .ok_or_else(|| sqlx::Error::Protocol("storing a message returned no row".into()))
+}
+
+/// Stores messages in one statement, since every DM takes this path: upserts each conversation (noting
+/// inbound activity for a customer's message) and inserts each message unless Meta's id is already
+/// stored. Returns one [`Stored`] per message, in order; of two messages with the same Meta id, only
+/// one is `inserted`.
+///
+/// A conversation's `last_inbound_at` is its newest customer message's Meta time (never in the
+/// future), so a redelivery or a message recovered hours later by the reconciler does not make the
+/// customer look recently active.
+///
+/// Rows are written in key order (conversations, then Meta ids), so two batches sharing rows lock them
+/// in the same order instead of deadlocking.
+pub async fn store_many(pool: &PgPool, rows: Vec<ToStore>) -> sqlx::Result<Vec<Stored>> {
+    let ids: Vec<Uuid> = rows.iter().map(|_| Uuid::now_v7()).collect();
+    let order: Vec<usize> = {
+        let mut order: Vec<usize> = (0..rows.len()).collect();
+        order.sort_by(|&a, &b| (&rows[a].channel, &rows[a].mid).cmp(&(&rows[b].channel, &rows[b].mid)));
+        order
+    };
+    // One row per conversation (PostgreSQL refuses to upsert a row twice in one statement): the first
+    // message naming it, and the newest customer message's time.
+    let mut conversations = std::collections::BTreeMap::new();
+    for row in &rows {
+        let inbound = (row.direction == "inbound").then_some(row.meta_timestamp);
+        let entry: &mut (&ToStore, Option<DateTime<Utc>>) =
+            conversations.entry(row.conversation_key()).or_insert((row, None));
+        entry.1 = entry.1.max(inbound);
+    }
+    let mut cv = ConversationColumns::default();
+    for (&(channel, account_id, user), &(row, inbound_at)) in &conversations {
+        cv.id.push(Uuid::now_v7());
+        cv.customer_id.push(row.customer_id);
+        cv.credential_id.push(row.credential_id);
+        cv.channel.push(channel);
+        cv.account_id.push(account_id);
+        cv.user.push(user);
+        cv.inbound_at.push(inbound_at);
+    }
+    let found: Vec<(Uuid, Uuid, bool)> = {
+        let pick = |f: fn(&ToStore) -> &str| order.iter().map(|&i| f(&rows[i])).collect::<Vec<&str>>();
+        sqlx::query_as(
+            "WITH cv AS (
+                 INSERT INTO conversations AS c (id, customer_id, credential_id, channel, account_id,
+                                                 external_user_id, last_inbound_at)
+                 SELECT t.id, t.customer_id, t.credential_id, t.channel, t.account_id, t.external_user_id,
+                        CASE WHEN t.inbound_at IS NOT NULL THEN LEAST(t.inbound_at, now()) END
+                 FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[],
+                             $7::timestamptz[])
+                      AS t (id, customer_id, credential_id, channel, account_id, external_user_id, inbound_at)
+                 ON CONFLICT (channel, account_id, external_user_id) DO UPDATE SET updated_at = now(),
+                     last_inbound_at = GREATEST(c.last_inbound_at, excluded.last_inbound_at)
+                 RETURNING c.id, c.channel, c.account_id, c.external_user_id
+             ), i AS (
+                 SELECT * FROM unnest($8::uuid[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[],
+                                      $14::text[], $15::text[], $16::text[], $17::text[], $18::timestamptz[],
+                                      $19::text[], $20::text[])
+                      AS i (id, channel, account_id, external_user_id, mid, direction, author, kind, text, raw,
+                            meta_timestamp, status, status_reason)
+             ), m AS (
+                 INSERT INTO messages (id, conversation_id, channel, external_message_id, direction, author,
+                                       kind, text, raw, meta_timestamp, status, status_reason)
+                 SELECT i.id, cv.id, i.channel, i.mid, i.direction, i.author, i.kind, i.text, i.raw::jsonb,
+                        i.meta_timestamp, i.status, i.status_reason
+                 FROM i JOIN cv ON (cv.channel, cv.account_id, cv.external_user_id) = (i.channel, i.account_id, i.external_user_id)
+                 ON CONFLICT (channel, external_message_id) DO NOTHING
+                 RETURNING id
+             )
+             SELECT i.id, cv.id, m.id IS NOT NULL
+             FROM i JOIN cv ON (cv.channel, cv.account_id, cv.external_user_id) = (i.channel, i.account_id, i.external_user_id)
+                    LEFT JOIN m ON m.id = i.id",
+        )
+        .bind(&cv.id)
+        .bind(&cv.customer_id)
+        .bind(&cv.credential_id)
+        .bind(&cv.channel)
+        .bind(&cv.account_id)
+        .bind(&cv.user)
+        .bind(&cv.inbound_at)
+        .bind(order.iter().map(|&i| ids[i]).collect::<Vec<Uuid>>())
+        .bind(pick(|r| &r.channel))
+        .bind(pick(|r| &r.account_id))
+        .bind(pick(|r| &r.external_user_id))
+        .bind(pick(|r| &r.mid))
+        .bind(pick(|r| r.direction))
+        .bind(pick(|r| &r.author))
+        .bind(pick(|r| &r.kind))
+        .bind(order.iter().map(|&i| rows[i].text.as_deref()).collect::<Vec<Option<&str>>>())
+        .bind(pick(|r| &r.raw))
+        .bind(order.iter().map(|&i| rows[i].meta_timestamp).collect::<Vec<DateTime<Utc>>>())
+        .bind(pick(|r| &r.status))
+        .bind(order.iter().map(|&i| rows[i].status_reason.as_deref()).collect::<Vec<Option<&str>>>())
+        .fetch_all(pool)
+        .await?
+    };
+    let stored: std::collections::HashMap<Uuid, Stored> = found
+        .into_iter()
+        .map(|(id, conversation_id, inserted)| {
+            (
+                id,
+                Stored {
+                    conversation_id,
+                    inserted,
+                },
+            )
+        })
+        .collect();
+    ids.iter()
+        .map(|id| {
+            stored
+                .get(id)
+                .copied()
+                .ok_or_else(|| sqlx::Error::Protocol("a stored message has no conversation".into()))
+        })
+        .collect()
+}
+
+/// The conversations of a [`store_many`] batch, column by column (the statement unnests them).
+#[derive(Default)]
+struct ConversationColumns<'a> {
+    id: Vec<Uuid>,
+    customer_id: Vec<Uuid>,
+    credential_id: Vec<Uuid>,
+    channel: Vec<&'a str>,
+    account_id: Vec<&'a str>,
+    user: Vec<&'a str>,
+    inbound_at: Vec<Option<DateTime<Utc>>>,
 }
 
 /// The customer deleted a message: keep the row (history), mark it, and stop it from being answered.
@@ -302,6 +437,21 @@ pub async fn work(pool: &PgPool, conversation_id: Uuid, history: u32) -> sqlx::R
     })
 }
 
+/// An AI answer to store under its pass's lease ([`create_replies`]).
+#[derive(Debug, Clone)]
+pub struct NewReply {
+    /// The pass's lease, renewed by the same statement.
+    pub lease: Lease,
+    /// The account's channel.
+    pub channel: String,
+    /// The inbound messages it answers.
+    pub answers: Vec<Uuid>,
+    /// The answer, split for sending.
+    pub chunks: Vec<String>,
+    /// Store the first chunk already `sending`: the account can send right now.
+    pub claim_first: bool,
+}
+
 /// Stores an AI answer as outbound chunks and marks the messages it answers, in one statement that
 /// first renews the lease: after it commits, a crash resumes *sending* these chunks instead of asking
 /// the AI again. With `claim_first` (the account can send right now) the first chunk is stored already
@@ -318,55 +468,124 @@ pub async fn create_reply(
     chunks: &[String],
     claim_first: bool,
 ) -> sqlx::Result<Option<Vec<Unsent>>> {
-    let reply_id = Uuid::now_v7();
-    let ids: Vec<Uuid> = chunks.iter().map(|_| Uuid::now_v7()).collect();
-    let commit = if claim_first { "true" } else { RELAXED_COMMIT };
-    let leased: bool = sqlx::query_scalar(&format!(
+    let reply = NewReply {
+        lease: *lease,
+        channel: channel.to_owned(),
+        answers: answers.to_vec(),
+        chunks: chunks.to_vec(),
+        claim_first,
+    };
+    let mut created = create_replies(pool, vec![reply]).await?;
+    created
+        .pop()
+        .ok_or_else(|| sqlx::Error::Protocol("storing a reply returned no row".into()))
+}
+
+/// [`create_reply`] for the answers of many jobs in one statement (through [`super::batch::Batcher`]):
+/// one commit instead of one per answer, durable if any of them claims its first chunk. Returns, in
+/// order, each answer's chunks, or `None` where its lease was lost. Conversations are renewed in id
+/// order, so two batches never deadlock.
+pub async fn create_replies(pool: &PgPool, replies: Vec<NewReply>) -> sqlx::Result<Vec<Option<Vec<Unsent>>>> {
+    let reply_ids: Vec<Uuid> = replies.iter().map(|_| Uuid::now_v7()).collect();
+    let chunk_ids: Vec<Vec<Uuid>> = replies
+        .iter()
+        .map(|reply| reply.chunks.iter().map(|_| Uuid::now_v7()).collect())
+        .collect();
+    let mut ordered: Vec<usize> = (0..replies.len()).collect();
+    ordered.sort_by_key(|&i| replies[i].lease.conversation_id);
+    let mut chunks = ChunkColumns::default();
+    let mut answered: (Vec<Uuid>, Vec<Uuid>) = Default::default();
+    for &i in &ordered {
+        let reply = &replies[i];
+        for (n, (text, id)) in reply.chunks.iter().zip(&chunk_ids[i]).enumerate() {
+            chunks.reply_id.push(reply_ids[i]);
+            chunks.id.push(*id);
+            chunks.channel.push(&reply.channel);
+            chunks.text.push(text);
+            chunks.index.push(n as i32);
+            chunks.claimed.push(reply.claim_first && n == 0);
+        }
+        for id in &reply.answers {
+            answered.0.push(reply_ids[i]);
+            answered.1.push(*id);
+        }
+    }
+    let commit = if replies.iter().any(|r| r.claim_first) {
+        "true"
+    } else {
+        RELAXED_COMMIT
+    };
+    let leased: Vec<Uuid> = sqlx::query_scalar(&format!(
         "WITH lease AS (
              UPDATE conversations cv SET {TAKE_LEASE}
-             WHERE cv.id = $1 AND {LEASE_AVAILABLE} AND {commit}
-             RETURNING cv.id
+             FROM unnest($1::uuid[], $2::uuid[], $3::float8[], $4::uuid[]) AS l (conversation_id, owner, ttl, reply_id)
+             WHERE cv.id = l.conversation_id AND {LEASE_AVAILABLE} AND {commit}
+             RETURNING cv.id, l.reply_id
          ), chunks AS (
              INSERT INTO messages (id, conversation_id, channel, direction, author, kind, text, meta_timestamp,
                                    status, send_attempted_at, reply_id, chunk_index)
-             SELECT chunk.id, lease.id, $5, 'outbound', 'ai', 'message', chunk.text, now(),
-                    CASE WHEN $9 AND chunk.n = 1 THEN 'sending' ELSE 'queued' END,
-                    CASE WHEN $9 AND chunk.n = 1 THEN now() END,
-                    $4, (chunk.n - 1)::int
-             FROM lease, unnest($6::uuid[], $7::text[]) WITH ORDINALITY AS chunk (id, text, n)
+             SELECT chunk.id, lease.id, chunk.channel, 'outbound', 'ai', 'message', chunk.text, now(),
+                    CASE WHEN chunk.claimed THEN 'sending' ELSE 'queued' END,
+                    CASE WHEN chunk.claimed THEN now() END,
+                    chunk.reply_id, chunk.index
+             FROM unnest($5::uuid[], $6::uuid[], $7::text[], $8::text[], $9::int[], $10::bool[])
+                  AS chunk (reply_id, id, channel, text, index, claimed)
+             JOIN lease ON lease.reply_id = chunk.reply_id
          ), answered AS (
-             UPDATE messages SET status = 'answered', reply_id = $4, updated_at = now()
-             WHERE id = ANY($8) AND status = 'pending' AND EXISTS (SELECT 1 FROM lease)
+             UPDATE messages m SET status = 'answered', reply_id = a.reply_id, updated_at = now()
+             FROM unnest($11::uuid[], $12::uuid[]) AS a (reply_id, id) JOIN lease ON lease.reply_id = a.reply_id
+             WHERE m.id = a.id AND m.status = 'pending'
          )
-         SELECT EXISTS (SELECT 1 FROM lease)"
+         SELECT reply_id FROM lease"
     ))
-    .bind(lease.conversation_id)
-    .bind(lease.owner)
-    .bind(lease.ttl.as_secs_f64())
-    .bind(reply_id)
-    .bind(channel)
-    .bind(&ids)
-    .bind(chunks)
-    .bind(answers)
-    .bind(claim_first)
-    .fetch_one(pool)
+    .bind(ordered.iter().map(|&i| replies[i].lease.conversation_id).collect::<Vec<Uuid>>())
+    .bind(ordered.iter().map(|&i| replies[i].lease.owner).collect::<Vec<Uuid>>())
+    .bind(ordered.iter().map(|&i| replies[i].lease.ttl.as_secs_f64()).collect::<Vec<f64>>())
+    .bind(ordered.iter().map(|&i| reply_ids[i]).collect::<Vec<Uuid>>())
+    .bind(&chunks.reply_id)
+    .bind(&chunks.id)
+    .bind(&chunks.channel)
+    .bind(&chunks.text)
+    .bind(&chunks.index)
+    .bind(&chunks.claimed)
+    .bind(&answered.0)
+    .bind(&answered.1)
+    .fetch_all(pool)
     .await?;
-    Ok(leased.then(|| {
-        ids.into_iter()
-            .zip(chunks)
-            .enumerate()
-            .map(|(n, (id, text))| {
-                let claimed = claim_first && n == 0;
-                Unsent {
-                    id,
-                    text: text.clone(),
-                    status: if claimed { "sending" } else { "queued" }.into(),
-                    send_attempted_at: None,
-                    claimed,
-                }
+    Ok(replies
+        .iter()
+        .zip(reply_ids)
+        .zip(chunk_ids)
+        .map(|((reply, reply_id), ids)| {
+            leased.contains(&reply_id).then(|| {
+                ids.into_iter()
+                    .zip(&reply.chunks)
+                    .enumerate()
+                    .map(|(n, (id, text))| {
+                        let claimed = reply.claim_first && n == 0;
+                        Unsent {
+                            id,
+                            text: text.clone(),
+                            status: if claimed { "sending" } else { "queued" }.into(),
+                            send_attempted_at: None,
+                            claimed,
+                        }
+                    })
+                    .collect()
             })
-            .collect()
-    }))
+        })
+        .collect())
+}
+
+/// The chunks of a [`create_replies`] batch, column by column (the statement unnests them).
+#[derive(Default)]
+struct ChunkColumns<'a> {
+    reply_id: Vec<Uuid>,
+    id: Vec<Uuid>,
+    channel: Vec<&'a str>,
+    text: Vec<&'a str>,
+    index: Vec<i32>,
+    claimed: Vec<bool>,
 }
 
 /// Records that a send is about to be attempted, *before* calling Meta, so an echo that arrives before
@@ -394,6 +613,17 @@ pub async fn mark_sent(pool: &PgPool, id: Uuid, mid: &str) -> sqlx::Result<()> {
         .map(drop)
 }
 
+/// The last chunk of a reply, accepted by Meta as `mid`, and the lease of the pass that sent it.
+#[derive(Debug, Clone)]
+pub struct ReplySent {
+    /// The holder's lease.
+    pub lease: Lease,
+    /// The chunk's row.
+    pub id: Uuid,
+    /// Meta's message id for it.
+    pub mid: String,
+}
+
 /// The usual end of a reply in one round trip: marks its last chunk sent and gives the conversation's
 /// lease back if nothing else is left to do (as [`super::conversations::release_if_idle`]; that chunk
 /// counts as done). Returns whether the lease was given back; `false`: something arrived meanwhile and
@@ -404,19 +634,47 @@ pub async fn mark_sent_and_release_if_idle(
     id: Uuid,
     mid: &str,
 ) -> sqlx::Result<bool> {
-    let released = sqlx::query(&format!(
-        "WITH sent AS ({MARK_SENT})
+    let sent = ReplySent {
+        lease: *lease,
+        id,
+        mid: mid.to_owned(),
+    };
+    let mut released = mark_sent_and_release_many(pool, vec![sent]).await?;
+    released
+        .pop()
+        .ok_or_else(|| sqlx::Error::Protocol("marking a chunk sent returned no row".into()))
+}
+
+/// [`mark_sent_and_release_if_idle`] for the replies of many jobs in one statement (through
+/// [`super::batch::Batcher`]): one durable commit instead of one per reply. Returns, in order, whether
+/// each lease was given back. Conversations are updated in id order, so two batches never deadlock.
+pub async fn mark_sent_and_release_many(pool: &PgPool, sent: Vec<ReplySent>) -> sqlx::Result<Vec<bool>> {
+    let mut ordered: Vec<&ReplySent> = sent.iter().collect();
+    ordered.sort_by_key(|s| s.lease.conversation_id);
+    let released: Vec<Uuid> = sqlx::query_scalar(&format!(
+        "WITH l AS (
+             SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::uuid[]) AS l (id, mid, conversation_id, owner)
+         ), sent AS (
+             UPDATE messages m SET external_message_id = l.mid, updated_at = now(),
+                 status = CASE WHEN m.status = 'delivered' THEN 'delivered' ELSE 'sent' END
+             FROM l WHERE m.id = l.id
+         )
          UPDATE conversations cv SET lease_owner = NULL, lease_expires_at = NULL
-         WHERE cv.id = $3 AND cv.lease_owner = $4
-           AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = cv.id AND m.id <> $1 AND {WORK})"
+         FROM l
+         WHERE cv.id = l.conversation_id AND cv.lease_owner = l.owner
+           AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = cv.id AND m.id <> l.id AND {WORK})
+         RETURNING cv.id"
     ))
-    .bind(id)
-    .bind(mid)
-    .bind(lease.conversation_id)
-    .bind(lease.owner)
-    .execute(pool)
+    .bind(ordered.iter().map(|s| s.id).collect::<Vec<Uuid>>())
+    .bind(ordered.iter().map(|s| s.mid.as_str()).collect::<Vec<&str>>())
+    .bind(ordered.iter().map(|s| s.lease.conversation_id).collect::<Vec<Uuid>>())
+    .bind(ordered.iter().map(|s| s.lease.owner).collect::<Vec<Uuid>>())
+    .fetch_all(pool)
     .await?;
-    Ok(released.rows_affected() == 1)
+    Ok(sent
+        .iter()
+        .map(|s| released.contains(&s.lease.conversation_id))
+        .collect())
 }
 
 /// Sets the status of chunks (back to `queued`, or `parked`/`failed` with a reason).
@@ -428,6 +686,21 @@ pub async fn set_status(pool: &PgPool, ids: &[Uuid], status: &str, reason: Optio
         .execute(pool)
         .await
         .map(drop)
+}
+
+/// An echo to recognise ([`mark_echo_delivered`]).
+#[derive(Debug, Clone)]
+pub struct Echo {
+    /// The account's channel.
+    pub channel: String,
+    /// The account.
+    pub account_id: String,
+    /// The customer the message went to.
+    pub user: Option<String>,
+    /// Meta's id of the echoed message.
+    pub mid: String,
+    /// Its text.
+    pub text: Option<String>,
 }
 
 /// Recognises an echo as one of our outbound messages and marks it: by Meta's id, or, for an echo that
@@ -445,32 +718,65 @@ pub async fn mark_echo_delivered(
     mid: &str,
     text: Option<&str>,
 ) -> sqlx::Result<bool> {
-    let r = sqlx::query(
-        "WITH target AS (
-             SELECT m.id FROM messages m
-             WHERE m.channel = $1 AND m.direction = 'outbound'
-               AND (m.external_message_id = $2
-                    OR (m.author = 'ai' AND m.status = 'sending' AND m.external_message_id IS NULL
-                        AND m.text = $3
-                        AND m.conversation_id = (SELECT c.id FROM conversations c
-                                                 WHERE c.channel = $1 AND c.account_id = $4
-                                                   AND c.external_user_id = $5)))
-             ORDER BY m.external_message_id IS NOT DISTINCT FROM $2 DESC, m.created_at, m.chunk_index
-             LIMIT 1
+    let echo = Echo {
+        channel: channel.to_owned(),
+        account_id: account_id.to_owned(),
+        user: user.map(str::to_owned),
+        mid: mid.to_owned(),
+        text: text.map(str::to_owned),
+    };
+    let mut ours = mark_echoes_delivered(pool, vec![echo]).await?;
+    ours.pop()
+        .ok_or_else(|| sqlx::Error::Protocol("matching an echo returned no row".into()))
+}
+
+/// [`mark_echo_delivered`] for the echoes of many jobs in one statement (through
+/// [`super::batch::Batcher`]). Returns, in order, whether each echo was ours. Two echoes of one batch
+/// never claim the same chunk: the later one finds none and waits for its own, as it would have
+/// alone had the other come first.
+pub async fn mark_echoes_delivered(pool: &PgPool, echoes: Vec<Echo>) -> sqlx::Result<Vec<bool>> {
+    let column = |f: fn(&Echo) -> Option<&str>| echoes.iter().map(f).collect::<Vec<Option<&str>>>();
+    let ours: Vec<i64> = sqlx::query_scalar(
+        "WITH e AS (
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) WITH ORDINALITY
+                 AS e (channel, mid, text, account_id, user_id, n)
+         ), target AS (
+             SELECT DISTINCT ON (t.id) t.id, e.n, e.mid
+             FROM e CROSS JOIN LATERAL (
+                 -- Two index scans (Meta's id; the conversation's unfinished messages) rather than one
+                 -- OR, which PostgreSQL can only answer by scanning every message without a Meta id.
+                 SELECT found.id FROM (
+                     (SELECT m.id, 0 AS rank, m.created_at, m.chunk_index FROM messages m
+                      WHERE m.channel = e.channel AND m.external_message_id = e.mid AND m.direction = 'outbound')
+                     UNION ALL
+                     (SELECT m.id, 1, m.created_at, m.chunk_index FROM messages m
+                      WHERE m.conversation_id = (SELECT c.id FROM conversations c
+                                                 WHERE c.channel = e.channel AND c.account_id = e.account_id
+                                                   AND c.external_user_id = e.user_id)
+                        AND m.status = 'sending' AND m.author = 'ai' AND m.direction = 'outbound'
+                        AND m.external_message_id IS NULL AND m.text = e.text
+                      ORDER BY m.created_at, m.chunk_index
+                      LIMIT 1)
+                 ) found
+                 ORDER BY found.rank, found.created_at, found.chunk_index
+                 LIMIT 1
+             ) t
+             ORDER BY t.id, e.n
          )
          UPDATE messages m
          SET status = CASE WHEN m.author = 'ai' THEN 'delivered' ELSE m.status END,
-             external_message_id = $2, updated_at = now()
-         FROM target WHERE m.id = target.id",
+             external_message_id = target.mid, updated_at = now()
+         FROM target WHERE m.id = target.id
+         RETURNING target.n",
     )
-    .bind(channel)
-    .bind(mid)
-    .bind(text)
-    .bind(account_id)
-    .bind(user)
-    .execute(pool)
+    .bind(column(|e| Some(&e.channel)))
+    .bind(column(|e| Some(&e.mid)))
+    .bind(column(|e| e.text.as_deref()))
+    .bind(column(|e| Some(&e.account_id)))
+    .bind(column(|e| e.user.as_deref()))
+    .fetch_all(pool)
     .await?;
-    Ok(r.rows_affected() > 0)
+    Ok((1..=echoes.len() as i64).map(|n| ours.contains(&n)).collect())
 }
 
 /// Whether one of our chunks is mid-send in the conversation (an unmatched echo may still be ours).
