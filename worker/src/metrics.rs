@@ -64,6 +64,9 @@ pub struct Metrics {
     pub db_batched_rows: IntCounterVec,
 }
 
+/// The `write` labels of the batch counters (see `crate::context::Writes`).
+const BATCHED_WRITES: [&str; 4] = ["store_message", "reply", "reply_sent", "echo"];
+
 /// The batch counters of one kind of write, as a [`BatchMetrics`] for its batcher.
 pub struct WriteBatches {
     batches: IntCounter,
@@ -155,14 +158,14 @@ impl Metrics {
                 "worker_db_batches_total",
                 "Statements that wrote the rows of many jobs at once, by write.",
                 "write",
-                &["store_message", "reply", "reply_sent", "echo"],
+                &BATCHED_WRITES,
             ),
             db_batched_rows: counter_vec(
                 &r,
                 "worker_db_batched_rows_total",
                 "Rows written by batched statements, by write (divided by batches: the mean batch size).",
                 "write",
-                &["store_message", "reply", "reply_sent", "echo"],
+                &BATCHED_WRITES,
             ),
             reconcile_runs: counter_vec(
                 &r,

@@ -82,7 +82,7 @@ async fn pass(
             history,
         } = messages::work(&ctx.pool, lease.conversation_id, ctx.context_messages).await?;
         if !unsent.is_empty() {
-            match send_all(ctx, &mut account, &recipient, &unsent, clock).await? {
+            match send_all(ctx, lease, &mut account, &recipient, &unsent, clock).await? {
                 Sent::All(last) => {
                     if let Some(last) = last {
                         messages::mark_sent(&ctx.pool, last.id, &last.mid).await?;
@@ -163,21 +163,14 @@ async fn pass(
         };
         ctx.metrics.replies.inc();
         let oldest = pending.iter().map(|p| p.meta_timestamp).min();
-        match send_all(ctx, &mut account, &recipient, &unsent, clock).await? {
+        match send_all(ctx, lease, &mut account, &recipient, &unsent, clock).await? {
             Sent::All(last) => {
                 if let Some(oldest) = oldest {
                     let latency = (Utc::now() - oldest).to_std().unwrap_or_default();
                     ctx.metrics.reply_latency.observe(latency.as_secs_f64());
                 }
                 let released = match last {
-                    Some(last) => {
-                        let sent = messages::ReplySent {
-                            lease: *lease,
-                            id: last.id,
-                            mid: last.mid,
-                        };
-                        ctx.writes.sent.call(sent).await?
-                    }
+                    Some(last) => ctx.writes.sent.call(last).await?,
                     None => conversations::release_if_idle(&ctx.pool, lease).await?,
                 };
                 if released {
@@ -256,26 +249,21 @@ fn prompt(
 enum Sent {
     /// Every chunk went out (if there were any). The last one is not marked sent yet: the caller does it
     /// in the same round trip as its next step.
-    All(Option<LastSent>),
+    All(Option<messages::ReplySent>),
     /// A chunk could not go out now; the outcome says why and what happens next.
     Stopped(Outcome),
-}
-
-/// The last chunk of a batch, accepted by Meta as `mid`.
-struct LastSent {
-    id: Uuid,
-    mid: String,
 }
 
 /// Sends chunks in order; stops at the first that cannot go out now and says why.
 async fn send_all(
     ctx: &Context,
+    lease: &Lease,
     account: &mut Account,
     recipient: &str,
     chunks: &[messages::Unsent],
     clock: &mut Overhead,
 ) -> Result<Sent, sqlx::Error> {
-    let mut last: Option<LastSent> = None;
+    let mut last: Option<messages::ReplySent> = None;
     for (index, chunk) in chunks.iter().enumerate() {
         if let Some(previous) = last.take() {
             messages::mark_sent(&ctx.pool, previous.id, &previous.mid).await?;
@@ -331,7 +319,11 @@ async fn send_all(
         ctx.metrics.send_duration.observe(started.elapsed().as_secs_f64());
         let error = match result {
             Ok(mid) => {
-                last = Some(LastSent { id: chunk.id, mid });
+                last = Some(messages::ReplySent {
+                    lease: *lease,
+                    id: chunk.id,
+                    mid,
+                });
                 ctx.metrics.messages_sent.inc();
                 continue;
             }

@@ -67,6 +67,17 @@ where
     }
 }
 
+/// The one result of a write given one row (the batched statements' single-row forms use it too).
+pub fn only<O>(results: Vec<O>) -> sqlx::Result<O> {
+    let mut results = results.into_iter();
+    match (results.next(), results.next()) {
+        (Some(result), None) => Ok(result),
+        _ => Err(sqlx::Error::Protocol(
+            "a write of one row did not return one result".into(),
+        )),
+    }
+}
+
 async fn collect<I, O, W, F>(
     mut calls: mpsc::Receiver<Call<I, O>>,
     write: Arc<W>,
@@ -136,11 +147,7 @@ where
     tracing::debug!(%error, rows, "batched write failed; writing its rows one by one");
     let singles = batch.into_iter().map(|(item, reply)| async move {
         metrics.batch(1);
-        let result = write(vec![item]).await.and_then(|mut results| {
-            results
-                .pop()
-                .ok_or_else(|| sqlx::Error::Protocol("a write returned no result".into()))
-        });
+        let result = write(vec![item]).await.and_then(only);
         let _ = reply.send(result);
     });
     futures_util::future::join_all(singles).await;

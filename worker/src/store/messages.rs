@@ -2,6 +2,7 @@
 //! from `queued` through `sending` to `sent`/`delivered`, and the edits, deletions and reactions Meta
 //! reports on them.
 
+use super::batch::only;
 use super::conversations::{Lease, LEASE_AVAILABLE, RELAXED_COMMIT, TAKE_LEASE};
 use super::credentials::Credential;
 use chrono::{DateTime, Utc};
@@ -102,10 +103,9 @@ pub async fn store(
     external_user_id: &str,
     m: &NewMessage<'_>,
 ) -> sqlx::Result<Stored> {
-    let mut stored = store_many(pool, vec![ToStore::new(credential, external_user_id, m)]).await?;
-    stored
-        .pop()
-        .ok_or_else(|| sqlx::Error::Protocol("storing a message returned no row".into()))
+    store_many(pool, vec![ToStore::new(credential, external_user_id, m)])
+        .await
+        .and_then(only)
 }
 
 /// Stores messages in one statement, since every DM takes this path: upserts each conversation (noting
@@ -475,10 +475,7 @@ pub async fn create_reply(
         chunks: chunks.to_vec(),
         claim_first,
     };
-    let mut created = create_replies(pool, vec![reply]).await?;
-    created
-        .pop()
-        .ok_or_else(|| sqlx::Error::Protocol("storing a reply returned no row".into()))
+    create_replies(pool, vec![reply]).await.and_then(only)
 }
 
 /// [`create_reply`] for the answers of many jobs in one statement (through [`super::batch::Batcher`]):
@@ -639,10 +636,7 @@ pub async fn mark_sent_and_release_if_idle(
         id,
         mid: mid.to_owned(),
     };
-    let mut released = mark_sent_and_release_many(pool, vec![sent]).await?;
-    released
-        .pop()
-        .ok_or_else(|| sqlx::Error::Protocol("marking a chunk sent returned no row".into()))
+    mark_sent_and_release_many(pool, vec![sent]).await.and_then(only)
 }
 
 /// [`mark_sent_and_release_if_idle`] for the replies of many jobs in one statement (through
@@ -725,9 +719,7 @@ pub async fn mark_echo_delivered(
         mid: mid.to_owned(),
         text: text.map(str::to_owned),
     };
-    let mut ours = mark_echoes_delivered(pool, vec![echo]).await?;
-    ours.pop()
-        .ok_or_else(|| sqlx::Error::Protocol("matching an echo returned no row".into()))
+    mark_echoes_delivered(pool, vec![echo]).await.and_then(only)
 }
 
 /// [`mark_echo_delivered`] for the echoes of many jobs in one statement (through
