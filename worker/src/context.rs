@@ -4,6 +4,7 @@ use crate::ai::AiClient;
 use crate::graph::GraphClient;
 use crate::metrics::Metrics;
 use crate::store::batch::Batcher;
+use crate::store::conversations::{self, Lease, Take};
 use crate::store::credentials::Routes;
 use crate::store::messages::{self, Echo, NewReply, ReplySent, Stored, ToStore, Unsent};
 use omnidm_shared::crypto::Keyring;
@@ -46,6 +47,8 @@ pub struct Context {
 /// (see [`crate::store::batch`]).
 #[derive(Clone)]
 pub struct Writes {
+    /// Takes conversations' leases and reads their work.
+    pub takes: Batcher<Lease, Take>,
     /// Stores inbound (and human-sent) messages.
     pub stores: Batcher<ToStore, Stored>,
     /// Stores AI answers under their leases.
@@ -57,9 +60,12 @@ pub struct Writes {
 }
 
 impl Writes {
-    /// Starts one batcher per write.
-    pub fn start(pool: &PgPool, metrics: &Metrics) -> Self {
+    /// Starts one batcher per write; leases are taken with `history` messages of context.
+    pub fn start(pool: &PgPool, metrics: &Metrics, history: u32) -> Self {
         Self {
+            takes: batched(pool, metrics, "lease", move |pool, leases| async move {
+                conversations::take_many(&pool, leases, history).await
+            }),
             stores: batched(pool, metrics, "store_message", |pool, rows| async move {
                 messages::store_many(&pool, rows).await
             }),

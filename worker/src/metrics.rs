@@ -65,7 +65,7 @@ pub struct Metrics {
 }
 
 /// The `write` labels of the batch counters (see `crate::context::Writes`).
-const BATCHED_WRITES: [&str; 4] = ["store_message", "reply", "reply_sent", "echo"];
+const BATCHED_WRITES: [&str; 5] = ["lease", "store_message", "reply", "reply_sent", "echo"];
 
 /// The batch counters of one kind of write, as a [`BatchMetrics`] for its batcher.
 pub struct WriteBatches {

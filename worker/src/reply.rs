@@ -60,9 +60,10 @@ fn busy() -> Outcome {
 
 /// The pass proper. `held` says whether the lease is still ours to give back when it returns.
 ///
-/// A reply for one new message costs four round trips: lease and account, the work list with the
-/// history, storing the reply with its first chunk claimed for sending, and marking that chunk sent
-/// together with giving the lease back if nothing else came.
+/// A reply for one new message costs three statements, each shared with the process's other jobs
+/// ([`crate::context::Writes`]): the lease with the account, the work list and the history; storing
+/// the reply with its first chunk claimed for sending; and marking that chunk sent together with giving
+/// the lease back if nothing else came.
 async fn pass(
     ctx: &Context,
     lease: &Lease,
@@ -70,7 +71,7 @@ async fn pass(
     clock: &mut Overhead,
 ) -> Result<Outcome, sqlx::Error> {
     loop {
-        let Some(leased) = conversations::acquire_lease(&ctx.pool, lease).await? else {
+        let Some(leased) = take(ctx, lease).await? else {
             return Ok(busy());
         };
         *held = true;
@@ -80,7 +81,7 @@ async fn pass(
             pending,
             unsent,
             history,
-        } = messages::work(&ctx.pool, lease.conversation_id, ctx.context_messages).await?;
+        } = leased.work;
         if !unsent.is_empty() {
             match send_all(ctx, lease, &mut account, &recipient, &unsent, clock).await? {
                 Sent::All(last) => {
@@ -181,6 +182,12 @@ async fn pass(
             Sent::Stopped(outcome) => return Ok(outcome),
         }
     }
+}
+
+/// Takes the lease with the conversation's work, in this process's next lease batch. `None`: another
+/// pass holds it.
+async fn take(ctx: &Context, lease: &Lease) -> Result<Option<conversations::Leased>, sqlx::Error> {
+    conversations::settle(|| ctx.writes.takes.call(*lease)).await
 }
 
 /// The account as last read, and when.

@@ -75,14 +75,17 @@ async fn one_pass_at_a_time_a_lost_lease_writes_nothing_and_release_waits_for_id
 
     let a = lease(stored.conversation_id);
     let b = lease(stored.conversation_id);
-    let leased = conversations::acquire_lease(&pool, &a)
+    let leased = conversations::acquire_lease(&pool, &a, 20)
         .await
         .unwrap()
         .expect("free");
     assert_eq!(leased.external_user_id, customer);
     assert_eq!(leased.credential.id, stack.credential_id);
     assert!(
-        conversations::acquire_lease(&pool, &b).await.unwrap().is_none(),
+        conversations::acquire_lease(&pool, &b, 20)
+            .await
+            .unwrap()
+            .is_none(),
         "a second pass must not take a held conversation"
     );
 
@@ -176,7 +179,10 @@ async fn one_pass_at_a_time_a_lost_lease_writes_nothing_and_release_waits_for_id
         [("customer", "hi"), ("ai", "one"), ("ai", "two")],
         "oldest first, the answer in chunk order"
     );
-    assert!(conversations::acquire_lease(&pool, &b).await.unwrap().is_some());
+    assert!(conversations::acquire_lease(&pool, &b, 20)
+        .await
+        .unwrap()
+        .is_some());
     stack.stop().await;
 }
 
@@ -191,14 +197,14 @@ async fn an_expired_lease_is_taken_over() {
         ttl: Duration::ZERO,
         ..lease(stored.conversation_id)
     };
-    assert!(conversations::acquire_lease(&pool, &crashed)
+    assert!(conversations::acquire_lease(&pool, &crashed, 20)
         .await
         .unwrap()
         .is_some());
     tokio::time::sleep(Duration::from_millis(20)).await;
     let next = lease(stored.conversation_id);
     assert!(
-        conversations::acquire_lease(&pool, &next)
+        conversations::acquire_lease(&pool, &next, 20)
             .await
             .unwrap()
             .is_some(),
@@ -274,7 +280,7 @@ async fn an_echo_racing_the_send_apis_answer_is_still_recognised_as_ours() {
         .await
         .unwrap();
     let holder = lease(stored.conversation_id);
-    conversations::acquire_lease(&pool, &holder).await.unwrap();
+    conversations::acquire_lease(&pool, &holder, 20).await.unwrap();
     let work = messages::work(&pool, stored.conversation_id, 20).await.unwrap();
     let chunks = ["hello!".to_string()];
     let unsent = messages::create_reply(&pool, &holder, "instagram", &[work.pending[0].id], &chunks, true)
@@ -386,7 +392,7 @@ async fn batched_writes_keep_each_rows_own_outcome() {
 
     // Two answers in one statement, one of them under a lease another pass has since taken.
     let (alices, bobs) = (lease(stored[0].conversation_id), lease(stored[1].conversation_id));
-    conversations::acquire_lease(&pool, &alices)
+    conversations::acquire_lease(&pool, &alices, 20)
         .await
         .unwrap()
         .unwrap();
@@ -405,7 +411,7 @@ async fn batched_writes_keep_each_rows_own_outcome() {
         claim_first: true,
     };
     let thief = lease(stored[1].conversation_id);
-    conversations::acquire_lease(&pool, &thief)
+    conversations::acquire_lease(&pool, &thief, 20)
         .await
         .unwrap()
         .unwrap();
@@ -474,4 +480,105 @@ async fn batched_writes_keep_each_rows_own_outcome() {
         "Bob's message is still pending; Alice's pass is done"
     );
     stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_lease_taken_as_a_late_holder_lets_go_never_reads_its_work_as_undone() {
+    let (_stack, pool, credential) = tenant().await;
+    let first = mid();
+    let stored = messages::store(&pool, &credential, &user(), &inbound(&first, "hi", "{}"))
+        .await
+        .unwrap();
+    let holder = lease(stored.conversation_id);
+    let held = conversations::acquire_lease(&pool, &holder, 20)
+        .await
+        .unwrap()
+        .expect("free");
+    assert_eq!(held.work.pending.len(), 1, "the work is read with the lease");
+
+    // A slow holder whose lease has just expired answers and gives the lease back, in a transaction
+    // that commits only after the next pass's statement has read its snapshot (where the lease is
+    // free to take, being expired) and is waiting for the conversation's row.
+    sqlx::query("UPDATE conversations SET lease_expires_at = now() - interval '1 second' WHERE id = $1")
+        .bind(stored.conversation_id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let mut holder_tx = pool.begin().await.unwrap();
+    sqlx::query("UPDATE messages SET status = 'answered' WHERE external_message_id = $1")
+        .bind(&first)
+        .execute(&mut *holder_tx)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE conversations SET lease_owner = NULL, lease_expires_at = NULL WHERE id = $1")
+        .bind(stored.conversation_id)
+        .execute(&mut *holder_tx)
+        .await
+        .unwrap();
+    let next = lease(stored.conversation_id);
+    let taking = tokio::spawn({
+        let pool = pool.clone();
+        async move { conversations::take_many(&pool, vec![next], 20).await.unwrap() }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the next pass never waited for the row"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    holder_tx.commit().await.unwrap();
+    let taken = taking.await.unwrap();
+    assert!(
+        matches!(taken.as_slice(), [conversations::Take::Raced]),
+        "its snapshot predates the holder's answer: it must not take the lease with that work, but look \
+         again, got {taken:?}"
+    );
+
+    // Taken again, with a snapshot that holds the answer: nothing is left to do.
+    let again = conversations::acquire_lease(&pool, &next, 20)
+        .await
+        .unwrap()
+        .expect("free now");
+    assert!(again.work.pending.is_empty());
+    assert_eq!(status_of(&pool, &first).await, "answered");
+
+    // Two passes asking for one conversation in one batch: one takes it; the other is told to look
+    // again (and then finds it busy), never both.
+    let (a, b) = (lease(stored.conversation_id), lease(stored.conversation_id));
+    sqlx::query("UPDATE conversations SET lease_owner = NULL, lease_expires_at = NULL WHERE id = $1")
+        .bind(stored.conversation_id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let both = conversations::take_many(&pool, vec![a, b], 20).await.unwrap();
+    let held = both
+        .iter()
+        .filter(|t| matches!(t, conversations::Take::Held(_)))
+        .count();
+    let raced = both
+        .iter()
+        .filter(|t| matches!(t, conversations::Take::Raced))
+        .count();
+    assert_eq!((held, raced), (1, 1), "got {both:?}");
+    let loser = if matches!(both[0], conversations::Take::Held(_)) {
+        b
+    } else {
+        a
+    };
+    assert!(conversations::acquire_lease(&pool, &loser, 20)
+        .await
+        .unwrap()
+        .is_none());
 }

@@ -1,10 +1,12 @@
 //! Conversations: upserted per (channel, account, user); a lease so one worker at a time replies; the
 //! human-takeover pause.
 
+use super::batch::only;
 use super::credentials::{Credential, CREDENTIAL_COLUMNS, CREDENTIAL_FROM};
-use super::messages::WORK;
+use super::messages::{Work, WorkRow, HISTORY, WORK, WORK_COLUMNS};
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
+use sqlx::{FromRow, PgPool, Row};
+use std::future::Future;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -57,7 +59,8 @@ pub(crate) const LEASE_AVAILABLE: &str =
 pub(crate) const RELAXED_COMMIT: &str = "set_config('synchronous_commit', 'off', true) IS NOT NULL";
 
 /// What the lease holder needs to know: the conversation and, read in the same statement, its account
-/// (status, throttle pause and token change while replies are produced, so it is re-read every pass).
+/// (status, throttle pause and token change while replies are produced, so it is re-read every pass)
+/// and its work.
 #[derive(Debug, sqlx::FromRow)]
 pub struct Leased {
     /// The human-takeover pause, if any.
@@ -67,22 +70,118 @@ pub struct Leased {
     /// The account it belongs to.
     #[sqlx(flatten)]
     pub credential: Credential,
+    /// What is left to answer and send, and the history, as of the moment the lease was taken.
+    #[sqlx(skip)]
+    pub work: Work,
 }
 
-/// Takes (or renews) the lease and reads the conversation and its account in one round trip. `None`:
-/// another live reply pass holds it.
-pub async fn acquire_lease(pool: &PgPool, lease: &Lease) -> sqlx::Result<Option<Leased>> {
-    sqlx::query_as(&format!(
-        "UPDATE conversations cv SET {TAKE_LEASE}
-         FROM {CREDENTIAL_FROM}, (VALUES ($2::uuid, $3::float8)) AS l (owner, ttl)
-         WHERE cv.id = $1 AND c.id = cv.credential_id AND {LEASE_AVAILABLE} AND {RELAXED_COMMIT}
-         RETURNING cv.ai_paused_until, cv.external_user_id, {CREDENTIAL_COLUMNS}"
+/// What became of an attempt to take a conversation's lease ([`take_many`]).
+#[derive(Debug)]
+pub enum Take {
+    /// Taken (or renewed): the conversation, its account and its work are the pass's.
+    Held(Box<Leased>),
+    /// Another live pass holds it (or the conversation is gone).
+    Busy,
+    /// The conversation changed between the statement's snapshot and its lease update, so the work
+    /// the statement read may be stale: take again (a new statement reads a new snapshot).
+    Raced,
+}
+
+/// How often [`settle`] takes again after [`Take::Raced`] before calling the conversation busy (a race
+/// needs a write to the conversation within one statement's few microseconds; a busy answer only
+/// delays the job by its retry).
+const RACES_BEFORE_BUSY: usize = 3;
+
+/// Runs `take` until it is not [`Take::Raced`]. `None`: another pass holds the conversation.
+pub async fn settle<F, T>(mut take: F) -> sqlx::Result<Option<Leased>>
+where
+    F: FnMut() -> T,
+    T: Future<Output = sqlx::Result<Take>>,
+{
+    for _ in 0..RACES_BEFORE_BUSY {
+        match take().await? {
+            Take::Held(leased) => return Ok(Some(*leased)),
+            Take::Raced => continue,
+            Take::Busy => return Ok(None),
+        }
+    }
+    Ok(None)
+}
+
+/// Takes (or renews) the lease and reads the conversation, its account and its work (with `history`
+/// messages of context) in one round trip: [`take_many`] for one pass. `None`: another live reply
+/// pass holds it.
+pub async fn acquire_lease(pool: &PgPool, lease: &Lease, history: u32) -> sqlx::Result<Option<Leased>> {
+    settle(|| async { take_many(pool, vec![*lease], history).await.and_then(only) }).await
+}
+
+/// Takes the leases of many passes (through [`super::batch::Batcher`]) and reads what each holder
+/// needs, in one statement. Returns, in order, what became of each.
+///
+/// The work must be read in a snapshot that already holds everything the previous holder committed,
+/// or a pass could answer again what its predecessor just answered. A statement reads one snapshot,
+/// taken when it starts, while its `UPDATE` acts on the newest version of the row (waiting for a
+/// concurrent writer if need be): so the lease is only taken where the row's newest version is the
+/// one the snapshot has (`xmin`, the id of the transaction that wrote that version, unchanged).
+/// Every holder ends by writing the row (giving the lease back) after all its other writes, so an
+/// unchanged row means the snapshot holds them all. Where the row changed, nothing is taken and the
+/// answer is [`Take::Raced`] if the snapshot saw the lease free, [`Take::Busy`] if it did not.
+/// Conversations are locked in id order, so two batches never deadlock.
+pub async fn take_many(pool: &PgPool, leases: Vec<Lease>, history: u32) -> sqlx::Result<Vec<Take>> {
+    let mut ordered: Vec<usize> = (0..leases.len()).collect();
+    ordered.sort_by_key(|&i| leases[i].conversation_id);
+    let rows = sqlx::query(&format!(
+        "WITH l AS (
+             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::float8[], $4::int8[]) AS l (conversation_id, owner, ttl, n)
+         ), seen AS (
+             SELECT l.n, cv.xmin AS version, ({LEASE_AVAILABLE}) IS TRUE AS free
+             FROM l JOIN conversations cv ON cv.id = l.conversation_id
+         ), leased AS (
+             UPDATE conversations cv SET {TAKE_LEASE}
+             FROM l JOIN seen ON seen.n = l.n, {CREDENTIAL_FROM}
+             WHERE cv.id = l.conversation_id AND cv.xmin = seen.version AND {LEASE_AVAILABLE}
+               AND c.id = cv.credential_id AND {RELAXED_COMMIT}
+             RETURNING l.n AS leased_n, cv.id AS conversation_id, cv.ai_paused_until, cv.external_user_id, {CREDENTIAL_COLUMNS}
+         )
+         SELECT seen.n, seen.free, leased.*, work.rows AS work
+         FROM seen LEFT JOIN leased ON leased.leased_n = seen.n
+         LEFT JOIN LATERAL (
+             SELECT coalesce(json_agg(w), '[]') AS rows FROM (
+                 SELECT true AS is_work, {WORK_COLUMNS} FROM messages m
+                 WHERE m.conversation_id = leased.conversation_id AND {WORK}
+                 UNION ALL
+                 (SELECT false, {WORK_COLUMNS} FROM messages h
+                  WHERE h.conversation_id = leased.conversation_id AND {HISTORY}
+                  ORDER BY h.meta_timestamp DESC, h.created_at DESC, h.chunk_index DESC NULLS LAST
+                  LIMIT $5)
+             ) w
+         ) work ON leased.leased_n IS NOT NULL"
     ))
-    .bind(lease.conversation_id)
-    .bind(lease.owner)
-    .bind(lease.ttl.as_secs_f64())
-    .fetch_optional(pool)
-    .await
+    .bind(ordered.iter().map(|&i| leases[i].conversation_id).collect::<Vec<Uuid>>())
+    .bind(ordered.iter().map(|&i| leases[i].owner).collect::<Vec<Uuid>>())
+    .bind(ordered.iter().map(|&i| leases[i].ttl.as_secs_f64()).collect::<Vec<f64>>())
+    .bind((0..leases.len() as i64).collect::<Vec<i64>>())
+    .bind(i64::from(history))
+    .fetch_all(pool)
+    .await?;
+    let mut takes: Vec<Take> = leases.iter().map(|_| Take::Busy).collect();
+    for row in rows {
+        let n: i64 = row.try_get("n")?;
+        // `n` numbers the sorted leases; map it back to the caller's order.
+        let Some(&index) = usize::try_from(n).ok().and_then(|n| ordered.get(n)) else {
+            continue;
+        };
+        takes[index] = match row.try_get::<Option<sqlx::types::Json<Vec<WorkRow>>>, _>("work")? {
+            Some(sqlx::types::Json(work)) => {
+                let mut leased = Leased::from_row(&row)?;
+                leased.work = Work::from_rows(work);
+                Take::Held(Box::new(leased))
+            }
+            None if row.try_get::<bool, _>("free")? => Take::Raced,
+            None => Take::Busy,
+        };
+    }
+    Ok(takes)
 }
 
 /// Gives the lease back, but only if the conversation has no work left (no unanswered message, no

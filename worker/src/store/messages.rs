@@ -326,7 +326,7 @@ pub struct HistoryLine {
 /// and the pending ones (the reply pass puts exactly the messages it answers last, after this history: a
 /// message Meta delivered late must read as a question to answer, not as something said before our last
 /// reply). The table alias must be `h`.
-const HISTORY: &str = "h.text IS NOT NULL AND h.deleted_at IS NULL AND h.status <> 'failed'
+pub(crate) const HISTORY: &str = "h.text IS NOT NULL AND h.deleted_at IS NULL AND h.status <> 'failed'
     AND NOT (h.direction = 'inbound' AND h.status IN ('ignored', 'pending'))";
 
 /// A message that still needs something from the reply pass: an inbound one awaiting an answer, or one
@@ -363,8 +363,10 @@ pub struct Work {
     pub history: Vec<HistoryLine>,
 }
 
-#[derive(sqlx::FromRow)]
-struct WorkRow {
+/// One row of a conversation's work list or history, as [`WORK_COLUMNS`] reads it (and as the lease
+/// statement returns it, in JSON).
+#[derive(sqlx::FromRow, serde::Deserialize)]
+pub(crate) struct WorkRow {
     /// From the work half of the query (else the history half).
     is_work: bool,
     id: Uuid,
@@ -378,16 +380,19 @@ struct WorkRow {
     chunk_index: Option<i32>,
 }
 
+/// The columns of a [`WorkRow`] after its `is_work` flag.
+pub(crate) const WORK_COLUMNS: &str =
+    "id, direction, author, text, status, meta_timestamp, created_at, send_attempted_at, chunk_index";
+
 /// A conversation's [`Work`] in one round trip: the messages still to answer or send, and the last
 /// `history` messages of context (read even when nothing is pending; they cost little next to a second
-/// round trip on every reply).
+/// round trip on every reply). The reply pass reads the same with its lease
+/// ([`super::conversations::take_many`]); this form is for looking without taking.
 pub async fn work(pool: &PgPool, conversation_id: Uuid, history: u32) -> sqlx::Result<Work> {
-    const COLUMNS: &str =
-        "id, direction, author, text, status, meta_timestamp, created_at, send_attempted_at, chunk_index";
     let rows: Vec<WorkRow> = sqlx::query_as(&format!(
-        "SELECT true AS is_work, {COLUMNS} FROM messages m WHERE m.conversation_id = $1 AND {WORK}
+        "SELECT true AS is_work, {WORK_COLUMNS} FROM messages m WHERE m.conversation_id = $1 AND {WORK}
          UNION ALL
-         (SELECT false, {COLUMNS} FROM messages h WHERE h.conversation_id = $1 AND {HISTORY}
+         (SELECT false, {WORK_COLUMNS} FROM messages h WHERE h.conversation_id = $1 AND {HISTORY}
           ORDER BY h.meta_timestamp DESC, h.created_at DESC, h.chunk_index DESC NULLS LAST
           LIMIT $2)"
     ))
@@ -395,46 +400,53 @@ pub async fn work(pool: &PgPool, conversation_id: Uuid, history: u32) -> sqlx::R
     .bind(i64::from(history))
     .fetch_all(pool)
     .await?;
-    let (work, mut context): (Vec<WorkRow>, Vec<WorkRow>) = rows.into_iter().partition(|row| row.is_work);
-    // Oldest first; the inverse of the query's order, which a UNION does not promise to keep.
-    context.sort_by_key(|row| (row.meta_timestamp, row.created_at, row.chunk_index));
-    let history = context
-        .into_iter()
-        .filter_map(|row| {
-            row.text.map(|text| HistoryLine {
-                author: row.author,
-                text,
+    Ok(Work::from_rows(rows))
+}
+
+impl Work {
+    /// Sorts the rows of a work query into what is pending, what is unsent and the history.
+    pub(crate) fn from_rows(rows: Vec<WorkRow>) -> Self {
+        let (work, mut context): (Vec<WorkRow>, Vec<WorkRow>) = rows.into_iter().partition(|row| row.is_work);
+        // Oldest first; the inverse of the query's order, which a UNION does not promise to keep.
+        context.sort_by_key(|row| (row.meta_timestamp, row.created_at, row.chunk_index));
+        let history = context
+            .into_iter()
+            .filter_map(|row| {
+                row.text.map(|text| HistoryLine {
+                    author: row.author,
+                    text,
+                })
             })
-        })
-        .collect();
-    let (inbound, mut outbound): (Vec<WorkRow>, Vec<WorkRow>) =
-        work.into_iter().partition(|row| row.direction == "inbound");
-    let mut pending: Vec<Pending> = inbound
-        .into_iter()
-        .map(|row| Pending {
-            id: row.id,
-            meta_timestamp: row.meta_timestamp,
-            created_at: row.created_at,
-            text: row.text,
-        })
-        .collect();
-    pending.sort_by_key(|p| (p.meta_timestamp, p.created_at));
-    outbound.sort_by_key(|row| (row.created_at, row.chunk_index));
-    let unsent = outbound
-        .into_iter()
-        .map(|row| Unsent {
-            id: row.id,
-            text: row.text.unwrap_or_default(),
-            status: row.status,
-            send_attempted_at: row.send_attempted_at,
-            claimed: false,
-        })
-        .collect();
-    Ok(Work {
-        pending,
-        unsent,
-        history,
-    })
+            .collect();
+        let (inbound, mut outbound): (Vec<WorkRow>, Vec<WorkRow>) =
+            work.into_iter().partition(|row| row.direction == "inbound");
+        let mut pending: Vec<Pending> = inbound
+            .into_iter()
+            .map(|row| Pending {
+                id: row.id,
+                meta_timestamp: row.meta_timestamp,
+                created_at: row.created_at,
+                text: row.text,
+            })
+            .collect();
+        pending.sort_by_key(|p| (p.meta_timestamp, p.created_at));
+        outbound.sort_by_key(|row| (row.created_at, row.chunk_index));
+        let unsent = outbound
+            .into_iter()
+            .map(|row| Unsent {
+                id: row.id,
+                text: row.text.unwrap_or_default(),
+                status: row.status,
+                send_attempted_at: row.send_attempted_at,
+                claimed: false,
+            })
+            .collect();
+        Self {
+            pending,
+            unsent,
+            history,
+        }
+    }
 }
 
 /// An AI answer to store under its pass's lease ([`create_replies`]).
