@@ -8,6 +8,7 @@ use crate::graph::GraphClient;
 use crate::metrics::Metrics;
 use omnidm_shared::amqp::Broker;
 use omnidm_shared::config::WorkerConfig;
+use omnidm_shared::db;
 use omnidm_shared::meta::graph::GraphApi;
 use omnidm_shared::ops;
 use omnidm_shared::topology::Topology;
@@ -33,12 +34,12 @@ impl Application {
     /// binds the metrics/health listener.
     pub async fn build(config: WorkerConfig) -> anyhow::Result<Self> {
         config.validate()?;
-        let pool = omnidm_shared::db::connect_and_migrate(&config.database).await?;
+        let pool = db::connect_and_migrate_planned(&config.database, db::Planning::OncePerConnection).await?;
         let topology = Topology::new(config.amqp.queue_prefix.clone());
         let broker = Broker::start(config.amqp.amqp_url.clone(), topology.clone(), "omnidm-worker", 2);
         let metrics = Metrics::new();
         let ctx = Context {
-            writes: Writes::start(&pool, &metrics),
+            writes: Writes::start(&pool, &metrics, config.context_messages),
             routes: Arc::default(),
             pool,
             keyring: config.crypto.keyring()?,
