@@ -124,9 +124,11 @@ pub async fn acquire_lease(pool: &PgPool, lease: &Lease, history: u32) -> sqlx::
 /// concurrent writer if need be): so the lease is only taken where the row's newest version is the
 /// one the snapshot has (`xmin`, the id of the transaction that wrote that version, unchanged).
 /// Every holder ends by writing the row (giving the lease back) after all its other writes, so an
-/// unchanged row means the snapshot holds them all. Where the row changed, nothing is taken and the
+/// unchanged row means the snapshot holds them all (a holder that never gets there has let its lease
+/// expire, and its later writes check the lease). Where the row changed, nothing is taken and the
 /// answer is [`Take::Raced`] if the snapshot saw the lease free, [`Take::Busy`] if it did not.
-/// Conversations are locked in id order, so two batches never deadlock.
+/// Leases are offered in conversation id order, like the other batched writes; should two batches
+/// still deadlock, PostgreSQL fails one and the batcher retries its rows one by one.
 pub async fn take_many(pool: &PgPool, leases: Vec<Lease>, history: u32) -> sqlx::Result<Vec<Take>> {
     let mut ordered: Vec<usize> = (0..leases.len()).collect();
     ordered.sort_by_key(|&i| leases[i].conversation_id);
