@@ -3,7 +3,7 @@
 
 use super::batch::only;
 use super::credentials::{Credential, CREDENTIAL_COLUMNS, CREDENTIAL_FROM};
-use super::messages::{Work, WorkRow, HISTORY, WORK, WORK_COLUMNS};
+use super::messages::{work_rows, Work, WorkRow, WORK};
 use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgPool, Row};
 use std::future::Future;
@@ -148,16 +148,9 @@ pub async fn take_many(pool: &PgPool, leases: Vec<Lease>, history: u32) -> sqlx:
          SELECT seen.n, seen.free, leased.*, work.rows AS work
          FROM seen LEFT JOIN leased ON leased.leased_n = seen.n
          LEFT JOIN LATERAL (
-             SELECT coalesce(json_agg(w), '[]') AS rows FROM (
-                 SELECT true AS is_work, {WORK_COLUMNS} FROM messages m
-                 WHERE m.conversation_id = leased.conversation_id AND {WORK}
-                 UNION ALL
-                 (SELECT false, {WORK_COLUMNS} FROM messages h
-                  WHERE h.conversation_id = leased.conversation_id AND {HISTORY}
-                  ORDER BY h.meta_timestamp DESC, h.created_at DESC, h.chunk_index DESC NULLS LAST
-                  LIMIT $5)
-             ) w
-         ) work ON leased.leased_n IS NOT NULL"
+             SELECT coalesce(json_agg(w), '[]') AS rows FROM ({work}) w
+         ) work ON leased.leased_n IS NOT NULL",
+        work = work_rows("leased.conversation_id", "$5"),
     ))
     .bind(ordered.iter().map(|&i| leases[i].conversation_id).collect::<Vec<Uuid>>())
     .bind(ordered.iter().map(|&i| leases[i].owner).collect::<Vec<Uuid>>())

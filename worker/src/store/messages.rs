@@ -326,7 +326,7 @@ pub struct HistoryLine {
 /// and the pending ones (the reply pass puts exactly the messages it answers last, after this history: a
 /// message Meta delivered late must read as a question to answer, not as something said before our last
 /// reply). The table alias must be `h`.
-pub(crate) const HISTORY: &str = "h.text IS NOT NULL AND h.deleted_at IS NULL AND h.status <> 'failed'
+const HISTORY: &str = "h.text IS NOT NULL AND h.deleted_at IS NULL AND h.status <> 'failed'
     AND NOT (h.direction = 'inbound' AND h.status IN ('ignored', 'pending'))";
 
 /// A message that still needs something from the reply pass: an inbound one awaiting an answer, or one
@@ -363,7 +363,7 @@ pub struct Work {
     pub history: Vec<HistoryLine>,
 }
 
-/// One row of a conversation's work list or history, as [`WORK_COLUMNS`] reads it (and as the lease
+/// One row of a conversation's work list or history, as [`work_rows`] reads it (and as the lease
 /// statement returns it, in JSON).
 #[derive(sqlx::FromRow, serde::Deserialize)]
 pub(crate) struct WorkRow {
@@ -380,26 +380,30 @@ pub(crate) struct WorkRow {
     chunk_index: Option<i32>,
 }
 
-/// The columns of a [`WorkRow`] after its `is_work` flag.
-pub(crate) const WORK_COLUMNS: &str =
-    "id, direction, author, text, status, meta_timestamp, created_at, send_attempted_at, chunk_index";
+/// The query reading a conversation's [`WorkRow`]s: its work, then its last `limit` messages of
+/// history. `conversation` and `limit` are SQL expressions (a parameter, or a column of an outer query).
+pub(crate) fn work_rows(conversation: &str, limit: &str) -> String {
+    const COLUMNS: &str =
+        "id, direction, author, text, status, meta_timestamp, created_at, send_attempted_at, chunk_index";
+    format!(
+        "SELECT true AS is_work, {COLUMNS} FROM messages m WHERE m.conversation_id = {conversation} AND {WORK}
+         UNION ALL
+         (SELECT false, {COLUMNS} FROM messages h WHERE h.conversation_id = {conversation} AND {HISTORY}
+          ORDER BY h.meta_timestamp DESC, h.created_at DESC, h.chunk_index DESC NULLS LAST
+          LIMIT {limit})"
+    )
+}
 
 /// A conversation's [`Work`] in one round trip: the messages still to answer or send, and the last
 /// `history` messages of context (read even when nothing is pending; they cost little next to a second
 /// round trip on every reply). The reply pass reads the same with its lease
 /// ([`super::conversations::take_many`]); this form is for looking without taking.
 pub async fn work(pool: &PgPool, conversation_id: Uuid, history: u32) -> sqlx::Result<Work> {
-    let rows: Vec<WorkRow> = sqlx::query_as(&format!(
-        "SELECT true AS is_work, {WORK_COLUMNS} FROM messages m WHERE m.conversation_id = $1 AND {WORK}
-         UNION ALL
-         (SELECT false, {WORK_COLUMNS} FROM messages h WHERE h.conversation_id = $1 AND {HISTORY}
-          ORDER BY h.meta_timestamp DESC, h.created_at DESC, h.chunk_index DESC NULLS LAST
-          LIMIT $2)"
-    ))
-    .bind(conversation_id)
-    .bind(i64::from(history))
-    .fetch_all(pool)
-    .await?;
+    let rows: Vec<WorkRow> = sqlx::query_as(&work_rows("$1", "$2"))
+        .bind(conversation_id)
+        .bind(i64::from(history))
+        .fetch_all(pool)
+        .await?;
     Ok(Work::from_rows(rows))
 }
 
