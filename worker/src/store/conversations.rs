@@ -134,7 +134,7 @@ pub async fn take_many(pool: &PgPool, leases: Vec<Lease>, history: u32) -> sqlx:
     ordered.sort_by_key(|&i| leases[i].conversation_id);
     let rows = sqlx::query(&format!(
         "WITH l AS (
-             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::float8[], $4::int8[]) AS l (conversation_id, owner, ttl, n)
+             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::float8[]) WITH ORDINALITY AS l (conversation_id, owner, ttl, n)
          ), seen AS (
              SELECT l.n, cv.xmin AS version, ({LEASE_AVAILABLE}) IS TRUE AS free
              FROM l JOIN conversations cv ON cv.id = l.conversation_id
@@ -150,20 +150,19 @@ pub async fn take_many(pool: &PgPool, leases: Vec<Lease>, history: u32) -> sqlx:
          LEFT JOIN LATERAL (
              SELECT coalesce(json_agg(w), '[]') AS rows FROM ({work}) w
          ) work ON leased.leased_n IS NOT NULL",
-        work = work_rows("leased.conversation_id", "$5"),
+        work = work_rows("leased.conversation_id", "$4"),
     ))
     .bind(ordered.iter().map(|&i| leases[i].conversation_id).collect::<Vec<Uuid>>())
     .bind(ordered.iter().map(|&i| leases[i].owner).collect::<Vec<Uuid>>())
     .bind(ordered.iter().map(|&i| leases[i].ttl.as_secs_f64()).collect::<Vec<f64>>())
-    .bind((0..leases.len() as i64).collect::<Vec<i64>>())
     .bind(i64::from(history))
     .fetch_all(pool)
     .await?;
     let mut takes: Vec<Take> = leases.iter().map(|_| Take::Busy).collect();
     for row in rows {
         let n: i64 = row.try_get("n")?;
-        // `n` numbers the sorted leases; map it back to the caller's order.
-        let Some(&index) = usize::try_from(n).ok().and_then(|n| ordered.get(n)) else {
+        // `n` numbers the sorted leases from 1; map it back to the caller's order.
+        let Some(&index) = usize::try_from(n - 1).ok().and_then(|n| ordered.get(n)) else {
             continue;
         };
         takes[index] = match row.try_get::<Option<sqlx::types::Json<Vec<WorkRow>>>, _>("work")? {

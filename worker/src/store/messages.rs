@@ -496,8 +496,9 @@ pub async fn create_reply(
 
 /// [`create_reply`] for the answers of many jobs in one statement (through [`super::batch::Batcher`]):
 /// one commit instead of one per answer, durable if any of them claims its first chunk. Returns, in
-/// order, each answer's chunks, or `None` where its lease was lost. Conversations are renewed in id
-/// order, so two batches never deadlock.
+/// order, each answer's chunks, or `None` where its lease was lost. Conversations are offered in id
+/// order; should two batches still deadlock (the plan's join order decides the locking order),
+/// PostgreSQL fails one and the batcher retries its rows one by one.
 pub async fn create_replies(pool: &PgPool, replies: Vec<NewReply>) -> sqlx::Result<Vec<Option<Vec<Unsent>>>> {
     let reply_ids: Vec<Uuid> = replies.iter().map(|_| Uuid::now_v7()).collect();
     let chunk_ids: Vec<Vec<Uuid>> = replies
@@ -657,7 +658,8 @@ pub async fn mark_sent_and_release_if_idle(
 
 /// [`mark_sent_and_release_if_idle`] for the replies of many jobs in one statement (through
 /// [`super::batch::Batcher`]): one durable commit instead of one per reply. Returns, in order, whether
-/// each lease was given back. Conversations are updated in id order, so two batches never deadlock.
+/// each lease was given back. Conversations are offered in id order; should two batches still
+/// deadlock, PostgreSQL fails one and the batcher retries its rows one by one.
 pub async fn mark_sent_and_release_many(pool: &PgPool, sent: Vec<ReplySent>) -> sqlx::Result<Vec<bool>> {
     let mut ordered: Vec<&ReplySent> = sent.iter().collect();
     ordered.sort_by_key(|s| s.lease.conversation_id);
