@@ -5,6 +5,12 @@
 //! from the reply alone whether a burst was merged into one AI call and whether history was passed. A fixed
 //! answer ([`crate::SimHandle::set_ai_reply`]) and a latency ([`crate::SimHandle::set_ai_latency`]) can be
 //! set; faults apply through [`crate::FaultTarget::Ai`].
+//!
+//! Tools (OpenAI's function calling): the names a request offers are recorded. When it offers
+//! [`HANDOFF_TOOL`] and an unanswered user message asks for a person ("talk to a human", "real person"),
+//! or a handoff is forced ([`crate::SimHandle::set_ai_handoff`]), the answer is a call to that tool
+//! (`content: null`, `finish_reason: "tool_calls"`) instead of text. A request without the tool never gets
+//! a tool call.
 
 use crate::fault::{self, FaultTarget, Proceed};
 use crate::meta_error::MetaError;
@@ -18,7 +24,18 @@ use axum::{Json, Router};
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+
+/// The function tool the service offers when a conversation may be handed to a person (CONTRACT.md,
+/// "Conversation behaviour").
+pub const HANDOFF_TOOL: &str = "handoff_to_human";
+
+/// The reason the fake gives when it hands off because the customer asked for a person.
+pub const ASKED_FOR_PERSON: &str = "customer asked for a person";
+
+/// What a customer writes, in any case, when they want a person rather than the bot.
+const PERSON_PHRASES: [&str; 2] = ["talk to a human", "real person"];
 
 /// The AI routes.
 pub(crate) fn routes() -> Router<Arc<SimState>> {
@@ -31,6 +48,18 @@ pub(crate) fn routes() -> Router<Arc<SimState>> {
 struct CompletionRequest {
     model: String,
     messages: Vec<WireMessage>,
+    /// `[{"type":"function","function":{"name",...}}]`; `null` is taken as none.
+    #[serde(default)]
+    tools: Option<Vec<Value>>,
+}
+
+/// The names of the function tools offered, in order.
+fn tool_names(tools: &[Value]) -> Vec<String> {
+    tools
+        .iter()
+        .filter_map(|t| t.get("function")?.get("name")?.as_str())
+        .map(str::to_string)
+        .collect()
 }
 
 #[derive(Debug, Deserialize)]
@@ -59,23 +88,49 @@ impl WireMessage {
     }
 }
 
-/// The quoting answer: `Re: ` and every user message after the last assistant message, joined by ` | `.
-pub fn quoting_reply(messages: &[ChatMessage]) -> String {
+/// The user messages after the last assistant message: what the answer must respond to.
+fn unanswered(messages: &[ChatMessage]) -> impl Iterator<Item = &ChatMessage> {
     let start = messages
         .iter()
         .rposition(|m| m.role == "assistant")
         .map_or(0, |i| i + 1);
-    let quoted: Vec<&str> = messages[start..]
-        .iter()
-        .filter(|m| m.role == "user")
-        .map(|m| m.content.as_str())
-        .collect();
+    messages[start..].iter().filter(|m| m.role == "user")
+}
+
+/// The quoting answer: `Re: ` and every user message after the last assistant message, joined by ` | `.
+pub fn quoting_reply(messages: &[ChatMessage]) -> String {
+    let quoted: Vec<&str> = unanswered(messages).map(|m| m.content.as_str()).collect();
     format!("Re: {}", quoted.join(" | "))
+}
+
+/// The reason to call [`HANDOFF_TOOL`] with, or `None` to answer with text: only when the tool is
+/// offered, then always when a handoff is `forced` (with that reason), else when an unanswered user
+/// message asks for a person ([`ASKED_FOR_PERSON`]).
+pub fn handoff_reason(tools: &[String], messages: &[ChatMessage], forced: Option<&str>) -> Option<String> {
+    if !tools.iter().any(|t| t == HANDOFF_TOOL) {
+        return None;
+    }
+    if let Some(reason) = forced {
+        return Some(reason.to_string());
+    }
+    unanswered(messages)
+        .any(|m| {
+            let text = m.content.to_lowercase();
+            PERSON_PHRASES.iter().any(|p| text.contains(p))
+        })
+        .then(|| ASKED_FOR_PERSON.to_string())
+}
+
+/// What the fake answers with.
+enum Answer {
+    Text(String),
+    /// A call to [`HANDOFF_TOOL`] with this reason.
+    Handoff(String),
 }
 
 async fn chat_completions(State(state): State<Arc<SimState>>, headers: HeaderMap, body: Bytes) -> Response {
     let parsed = serde_json::from_slice::<CompletionRequest>(&body);
-    let (model, messages) = match parsed {
+    let (model, messages, tools) = match parsed {
         Ok(request) => (
             request.model,
             request
@@ -83,11 +138,13 @@ async fn chat_completions(State(state): State<Arc<SimState>>, headers: HeaderMap
                 .into_iter()
                 .map(WireMessage::into_chat)
                 .collect::<Vec<_>>(),
+            tool_names(request.tools.as_deref().unwrap_or_default()),
         ),
         Err(error) => {
             state.records.ai(|| AiRequest {
                 model: String::new(),
                 messages: Vec::new(),
+                tools: Vec::new(),
                 has_authorization: headers.contains_key(header::AUTHORIZATION),
                 at: chrono::Utc::now(),
             });
@@ -98,6 +155,7 @@ async fn chat_completions(State(state): State<Arc<SimState>>, headers: HeaderMap
     state.records.ai(|| AiRequest {
         model: model.clone(),
         messages: messages.clone(),
+        tools: tools.clone(),
         has_authorization: headers.contains_key(header::AUTHORIZATION),
         at: chrono::Utc::now(),
     });
@@ -112,14 +170,34 @@ async fn chat_completions(State(state): State<Arc<SimState>>, headers: HeaderMap
     if proceed == Proceed::ThenFail {
         return MetaError::sent_but_error().into_response();
     }
-    let content = settings.ai_reply.unwrap_or_else(|| quoting_reply(&messages));
-    Json(completion(&model, &messages, content)).into_response()
+    let answer = match handoff_reason(&tools, &messages, settings.ai_handoff.as_deref()) {
+        Some(reason) => Answer::Handoff(reason),
+        None => Answer::Text(settings.ai_reply.unwrap_or_else(|| quoting_reply(&messages))),
+    };
+    Json(completion(&model, &messages, answer)).into_response()
 }
 
 /// OpenAI's response shape, with token counts estimated at four bytes per token.
-fn completion(model: &str, messages: &[ChatMessage], content: String) -> Value {
+fn completion(model: &str, messages: &[ChatMessage], answer: Answer) -> Value {
     let prompt_tokens: usize = messages.iter().map(|m| m.content.len().div_ceil(4)).sum();
-    let completion_tokens = content.len().div_ceil(4);
+    let (message, finish_reason, completion_bytes) = match answer {
+        Answer::Text(content) => {
+            let bytes = content.len();
+            (json!({ "role": "assistant", "content": content }), "stop", bytes)
+        }
+        Answer::Handoff(reason) => {
+            let arguments = json!({ "reason": reason }).to_string();
+            let bytes = arguments.len();
+            let call = json!({
+                "id": next_call_id(),
+                "type": "function",
+                "function": { "name": HANDOFF_TOOL, "arguments": arguments },
+            });
+            let message = json!({ "role": "assistant", "content": null, "tool_calls": [call] });
+            (message, "tool_calls", bytes)
+        }
+    };
+    let completion_tokens = completion_bytes.div_ceil(4);
     json!({
         "id": format!("chatcmpl-sim{}", uuid::Uuid::new_v4().simple()),
         "object": "chat.completion",
@@ -127,8 +205,8 @@ fn completion(model: &str, messages: &[ChatMessage], content: String) -> Value {
         "model": model,
         "choices": [{
             "index": 0,
-            "message": { "role": "assistant", "content": content },
-            "finish_reason": "stop",
+            "message": message,
+            "finish_reason": finish_reason,
         }],
         "usage": {
             "prompt_tokens": prompt_tokens,
@@ -136,6 +214,12 @@ fn completion(model: &str, messages: &[ChatMessage], content: String) -> Value {
             "total_tokens": prompt_tokens + completion_tokens,
         },
     })
+}
+
+/// Tool-call ids are sequential rather than random so that two runs of a test produce the same bodies.
+fn next_call_id() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    format!("call_sim{:08}", NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
 async fn models() -> Json<Value> {
@@ -177,5 +261,40 @@ mod tests {
         )
         .unwrap();
         assert_eq!(wire.into_chat().content, "ab");
+    }
+
+    #[test]
+    fn a_request_for_a_person_is_a_handoff_only_when_the_tool_is_offered() {
+        let tools = [HANDOFF_TOOL.to_string()];
+        let asking = [msg("user", "hi"), msg("user", "Can I TALK TO A HUMAN please")];
+        assert_eq!(
+            handoff_reason(&tools, &asking, None).as_deref(),
+            Some(ASKED_FOR_PERSON)
+        );
+        assert_eq!(handoff_reason(&[], &asking, None), None);
+        assert_eq!(handoff_reason(&["other".to_string()], &asking, Some("x")), None);
+        let answered = [
+            msg("user", "a real person?"),
+            msg("assistant", "sure"),
+            msg("user", "ok"),
+        ];
+        assert_eq!(
+            handoff_reason(&tools, &answered, None),
+            None,
+            "only unanswered messages count"
+        );
+        assert_eq!(
+            handoff_reason(&tools, &answered, Some("forced")).as_deref(),
+            Some("forced")
+        );
+    }
+
+    #[test]
+    fn offered_tool_names_are_read_from_the_function_objects() {
+        let tools: Vec<Value> = serde_json::from_str(
+            r#"[{"type":"function","function":{"name":"handoff_to_human","parameters":{}}},{"type":"x"}]"#,
+        )
+        .unwrap();
+        assert_eq!(tool_names(&tools), vec![HANDOFF_TOOL.to_string()]);
     }
 }

@@ -11,7 +11,10 @@
 //! | `GET /_sim/subscriptions/{page_id}` | the subscribed fields, or `null` |
 //! | `POST /_sim/faults` | `{"target":"send"\|"ai"\|"graph", "fault": <Fault>, "count"?: n}`; without `count` the fault stands until cleared |
 //! | `DELETE /_sim/faults` | clears every fault |
-//! | `POST /_sim/ai` | `{"latency_ms"?: n, "reply"?: string \| null}` |
+//! | `POST /_sim/ai` | `{"latency_ms"?: n, "reply"?: string \| null, "handoff"?: string \| null}` |
+//! | `GET /_sim/thread-control`, `/_sim/sender-actions` | Handover Protocol calls / sender actions, as JSON arrays |
+//! | `POST /_sim/thread-owner` | `{"ig_account_id", "recipient_id", "app_id"?: string \| null}` (absent or `null`: the primary app) |
+//! | `POST /_sim/messenger-users` | `{"psid"}` |
 //! | `POST /_sim/echo` | `{"mode":"off"\|"before_response"\|"after_response", "webhook_url"?, "app_secret"?}` |
 //! | `POST /_sim/reset` | back to the state right after start |
 
@@ -19,6 +22,7 @@ use crate::account::SimAccount;
 use crate::fault::{Fault, FaultTarget};
 use crate::server::EchoMode;
 use crate::state::{lock, SimState};
+use crate::threads::thread_account;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -57,6 +61,16 @@ pub(crate) fn routes() -> Router<Arc<SimState>> {
             "/_sim/counters",
             get(|State(s): Sim| async move { Json(s.records.counters()) }),
         )
+        .route(
+            "/_sim/thread-control",
+            get(|State(s): Sim| async move { Json(s.records.thread_control_calls()) }),
+        )
+        .route(
+            "/_sim/sender-actions",
+            get(|State(s): Sim| async move { Json(s.records.sender_actions()) }),
+        )
+        .route("/_sim/thread-owner", post(thread_owner))
+        .route("/_sim/messenger-users", post(messenger_user))
         .route("/_sim/accounts", get(accounts).post(add_account))
         .route("/_sim/oauth", post(oauth))
         .route("/_sim/revoke", post(revoke))
@@ -134,6 +148,9 @@ struct AiRequestBody {
     /// Absent: unchanged; `null`: back to the quoting answer; a string: that answer.
     #[serde(default, deserialize_with = "present")]
     reply: Option<Option<String>>,
+    /// Absent: unchanged; `null`: hand off only when asked; a string: always hand off with that reason.
+    #[serde(default, deserialize_with = "present")]
+    handoff: Option<Option<String>>,
 }
 
 /// Distinguishes a present `null` (`Some(None)`) from an absent field (`None`, via `default`).
@@ -149,6 +166,32 @@ async fn ai(State(s): Sim, Json(request): Json<AiRequestBody>) -> StatusCode {
     if let Some(reply) = request.reply {
         settings.ai_reply = reply;
     }
+    if let Some(handoff) = request.handoff {
+        settings.ai_handoff = handoff;
+    }
+    StatusCode::NO_CONTENT
+}
+
+#[derive(Debug, Deserialize)]
+struct ThreadOwnerRequest {
+    ig_account_id: String,
+    recipient_id: String,
+    app_id: Option<String>,
+}
+
+async fn thread_owner(State(s): Sim, Json(request): Json<ThreadOwnerRequest>) -> StatusCode {
+    let account = thread_account(&s, &request.ig_account_id);
+    lock(&s.threads).set_owner(&account, &request.recipient_id, request.app_id, s.app_id());
+    StatusCode::NO_CONTENT
+}
+
+#[derive(Debug, Deserialize)]
+struct MessengerUserRequest {
+    psid: String,
+}
+
+async fn messenger_user(State(s): Sim, Json(request): Json<MessengerUserRequest>) -> StatusCode {
+    lock(&s.threads).register_messenger_user(&request.psid);
     StatusCode::NO_CONTENT
 }
 

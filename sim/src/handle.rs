@@ -6,9 +6,13 @@
 
 use crate::account::SimAccount;
 use crate::fault::{Fault, FaultTarget};
-use crate::records::{AiRequest, EchoDelivery, GraphRequest, RejectedSend, SentMessage, SimCounters};
+use crate::records::{
+    AiRequest, EchoDelivery, GraphRequest, RejectedSend, SenderAction, SentMessage, SimCounters,
+    ThreadControlCall,
+};
 use crate::server::EchoMode;
 use crate::state::{lock, SimState};
+use crate::threads::thread_account;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -115,6 +119,34 @@ impl SimHandle {
             });
     }
 
+    /// Which app controls the thread between an account and a customer (Handover Protocol): `None` is the
+    /// primary app, the service under test. `ig_account_id` may also be a registered page's id, which
+    /// means that page's Instagram account.
+    pub fn thread_owner(&self, ig_account_id: &str, recipient_id: &str) -> Option<String> {
+        let account = thread_account(self.state(), ig_account_id);
+        lock(&self.state().threads).owner(&account, recipient_id)
+    }
+
+    /// Gives a thread to `app_id` (`None`, or the sim's own app id, gives it back to the primary app),
+    /// as when a person takes the conversation in the Page inbox ([`crate::PAGE_INBOX_APP_ID`]). Posts
+    /// no webhook: a test posts the handover event it wants (`webhook::payload::handover`).
+    pub fn set_thread_owner(&self, ig_account_id: &str, recipient_id: &str, app_id: Option<String>) {
+        let account = thread_account(self.state(), ig_account_id);
+        lock(&self.state().threads).set_owner(&account, recipient_id, app_id, self.state().app_id());
+    }
+
+    /// Handover Protocol calls (pass, take, request), in order.
+    pub fn thread_control_calls(&self) -> Vec<ThreadControlCall> {
+        self.state().records.thread_control_calls()
+    }
+
+    /// Marks `psid` as a Messenger user: Meta tells Instagram and Messenger customers apart by their id,
+    /// and the echoes of messages sent to this one are Messenger-shaped (`object: page`, the Page as
+    /// `entry.id` and sender).
+    pub fn register_messenger_user(&self, psid: &str) {
+        lock(&self.state().threads).register_messenger_user(psid);
+    }
+
     /// Plays Meta removing the app's webhook subscription of a page (after an hour of failed
     /// deliveries): `subscribed_apps` lists nothing until the service subscribes again.
     pub fn unsubscribe(&self, page_id: &str) {
@@ -179,6 +211,13 @@ impl SimHandle {
         lock(&self.state().settings).ai_reply = reply;
     }
 
+    /// Forces a handoff (`Some(reason)`): every later AI request that offers `handoff_to_human` is answered
+    /// with a call to it, with that reason, whatever the customer wrote. `None` goes back to handing off
+    /// only when an unanswered user message asks for a person.
+    pub fn set_ai_handoff(&self, reason: Option<String>) {
+        lock(&self.state().settings).ai_handoff = reason;
+    }
+
     /// How long each chat completion takes from now on.
     pub fn set_ai_latency(&self, latency: Duration) {
         lock(&self.state().settings).ai_latency = latency;
@@ -200,7 +239,7 @@ impl SimHandle {
     }
 
     /// Back to the state right after start: accounts and settings from the options, no faults, no
-    /// records, no subscriptions.
+    /// records, no subscriptions, every thread owned by the primary app, no Messenger users.
     pub fn reset(&self) {
         self.state().reset();
     }
@@ -218,6 +257,12 @@ impl SimHandle {
     /// Every Graph API call, in order of arrival.
     pub fn graph_requests(&self) -> Vec<GraphRequest> {
         self.state().records.graph_requests()
+    }
+
+    /// Sender actions (`typing_on`, `typing_off`, `mark_seen`) the Send API accepted, in order. They are
+    /// never among [`Self::sent_messages`] and never echoed.
+    pub fn sender_actions(&self) -> Vec<SenderAction> {
+        self.state().records.sender_actions()
     }
 
     /// Every chat-completions call, in order of arrival.

@@ -9,10 +9,11 @@
 //!
 //! Module map:
 //! * [`server`] / [`handle`]: starting the server and the in-process control surface.
-//! * [`graph`]: the Graph API fake (Send API, OAuth, pages, subscriptions, profiles).
+//! * [`graph`]: the Graph API fake (Send API, Handover Protocol, OAuth, pages, subscriptions, profiles).
 //! * [`ai`]: the chat-completions fake.
 //! * [`fault`]: what can go wrong, and when.
-//! * [`account`], [`records`]: the data the sim holds and records.
+//! * [`account`], [`records`]: the data the sim holds and records; `threads`: who controls each
+//!   conversation (Handover Protocol) and which customers are on Messenger.
 
 pub mod account;
 pub mod ai;
@@ -29,12 +30,15 @@ pub mod records;
 pub mod server;
 pub mod stack;
 mod state;
+mod threads;
 pub mod webhook;
 
 pub use account::SimAccount;
 pub use fault::{Fault, FaultTarget};
 pub use handle::SimHandle;
 pub use records::{
-    AiRequest, ChatMessage, EchoDelivery, GraphRequest, RejectedSend, SentMessage, SimCounters,
+    AiRequest, ChatMessage, EchoDelivery, GraphRequest, RejectedSend, SenderAction, SentMessage, SimCounters,
+    ThreadControlCall,
 };
 pub use server::{EchoMode, Sim, SimOptions};
+pub use threads::PAGE_INBOX_APP_ID;

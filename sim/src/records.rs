@@ -80,9 +80,48 @@ pub struct AiRequest {
     pub model: String,
     /// The conversation sent.
     pub messages: Vec<ChatMessage>,
+    /// The names of the function tools the request offered (`tools[].function.name`), in order.
+    #[serde(default)]
+    pub tools: Vec<String>,
     /// Whether an `Authorization` header was present (the key itself is not kept).
     pub has_authorization: bool,
     /// When it arrived.
+    pub at: DateTime<Utc>,
+}
+
+/// A Handover Protocol call (`pass_thread_control`, `take_thread_control`, `request_thread_control`),
+/// so a test can assert that the service handed a conversation to a person, or took it back, exactly once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThreadControlCall {
+    /// `pass`, `take` or `request`.
+    pub action: String,
+    /// The page whose token made the call.
+    pub page_id: String,
+    /// The Instagram account of that page: the thread is the one between it and the recipient.
+    pub ig_account_id: String,
+    /// The customer (IGSID or PSID) whose thread it is.
+    pub recipient_id: String,
+    /// The app the thread was passed to (`pass` only).
+    pub target_app_id: Option<String>,
+    /// The caller's `metadata`, if any.
+    pub metadata: Option<String>,
+    /// When the sim accepted it.
+    pub at: DateTime<Utc>,
+}
+
+/// A sender action (`typing_on`, `typing_off`, `mark_seen`) the Send API accepted. Kept apart from
+/// [`SentMessage`] because it is not a message: it is never counted as a reply and never echoed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SenderAction {
+    /// The page whose token sent it.
+    pub page_id: String,
+    /// The Instagram account of that page.
+    pub ig_account_id: String,
+    /// The customer it was shown to.
+    pub recipient_id: String,
+    /// `typing_on`, `typing_off` or `mark_seen`.
+    pub action: String,
+    /// When the sim accepted it.
     pub at: DateTime<Utc>,
 }
 
@@ -128,6 +167,8 @@ struct Lists {
     graph: Vec<GraphRequest>,
     ai: Vec<AiRequest>,
     echoes: Vec<EchoDelivery>,
+    thread_control: Vec<ThreadControlCall>,
+    sender_actions: Vec<SenderAction>,
 }
 
 /// The record store. One mutex over all lists: pushes are short and a test reads rarely, so a finer split
@@ -187,6 +228,14 @@ impl Records {
         self.with_lists(|l| l.echoes.push(e));
     }
 
+    pub(crate) fn thread_control(&self, c: ThreadControlCall) {
+        self.with_lists(|l| l.thread_control.push(c));
+    }
+
+    pub(crate) fn sender_action(&self, a: SenderAction) {
+        self.with_lists(|l| l.sender_actions.push(a));
+    }
+
     pub(crate) fn sent_messages(&self) -> Vec<SentMessage> {
         self.read(|l| l.sent.clone())
     }
@@ -205,6 +254,14 @@ impl Records {
 
     pub(crate) fn echo_deliveries(&self) -> Vec<EchoDelivery> {
         self.read(|l| l.echoes.clone())
+    }
+
+    pub(crate) fn thread_control_calls(&self) -> Vec<ThreadControlCall> {
+        self.read(|l| l.thread_control.clone())
+    }
+
+    pub(crate) fn sender_actions(&self) -> Vec<SenderAction> {
+        self.read(|l| l.sender_actions.clone())
     }
 
     pub(crate) fn counters(&self) -> SimCounters {

@@ -10,6 +10,7 @@ use crate::fault::{Fault, FaultBook, FaultTarget};
 use crate::meta_error::MetaError;
 use crate::records::Records;
 use crate::server::{EchoMode, SimOptions};
+use crate::threads::Threads;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -267,6 +268,9 @@ impl Registry {
 pub(crate) struct Settings {
     pub(crate) ai_latency: Duration,
     pub(crate) ai_reply: Option<String>,
+    /// When set, every AI request that offers `handoff_to_human` is answered with a call to it, with this
+    /// reason.
+    pub(crate) ai_handoff: Option<String>,
     pub(crate) echo: EchoMode,
     pub(crate) echo_url: Option<String>,
     pub(crate) echo_secret: Option<String>,
@@ -277,6 +281,7 @@ impl Settings {
         Self {
             ai_latency: options.ai_latency,
             ai_reply: options.ai_reply.clone(),
+            ai_handoff: None,
             echo: options.echo,
             echo_url: options.echo_webhook_url.clone(),
             echo_secret: options.app_secret.clone(),
@@ -292,6 +297,8 @@ pub(crate) struct SimState {
     pub(crate) registry: Mutex<Registry>,
     pub(crate) settings: Mutex<Settings>,
     pub(crate) faults: Mutex<FaultBook>,
+    /// Thread owners and Messenger recipients (see [`crate::threads`]).
+    pub(crate) threads: Mutex<Threads>,
     pub(crate) records: Records,
     /// One client for every echo, so deliveries reuse connections to the webhook endpoint.
     pub(crate) http: reqwest::Client,
@@ -303,6 +310,7 @@ impl SimState {
             registry: Mutex::new(Registry::from_options(&options)),
             settings: Mutex::new(Settings::from_options(&options)),
             faults: Mutex::default(),
+            threads: Mutex::default(),
             records: Records::new(options.record),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
@@ -313,7 +321,7 @@ impl SimState {
         }
     }
 
-    /// The app id `subscribed_apps` reports.
+    /// The app id `subscribed_apps` reports and echoes carry: the primary app, the service under test.
     pub(crate) fn app_id(&self) -> &str {
         &self.options.app_id
     }
@@ -326,8 +334,10 @@ impl SimState {
         lock(&self.settings).clone()
     }
 
-    /// Back to the state right after start: options' accounts and settings, no faults, no records.
+    /// Back to the state right after start: options' accounts and settings, no faults, no records, every
+    /// thread owned by the primary app.
     pub(crate) fn reset(&self) {
+        *lock(&self.threads) = Threads::default();
         *lock(&self.registry) = Registry::from_options(&self.options);
         *lock(&self.settings) = Settings::from_options(&self.options);
         lock(&self.faults).clear();

@@ -6,6 +6,7 @@
 //! unknown path must still answer Meta's JSON error, never an HTML 404.
 
 pub mod conversations;
+pub mod handover;
 pub mod instagram;
 pub mod oauth;
 pub mod pages;
@@ -148,6 +149,10 @@ async fn route(state: &Arc<SimState>, call: &GraphCall) -> Result<Response, Meta
     let segments: Vec<&str> = call.segments.iter().map(String::as_str).collect();
     match (&call.method, segments.as_slice()) {
         (&Method::POST, [_, "messages"]) => send::send(state, call).await,
+        (
+            &Method::POST,
+            [_, path @ ("pass_thread_control" | "take_thread_control" | "request_thread_control")],
+        ) => handover::thread_control(state, call, path),
         (&Method::GET, ["oauth", "access_token"]) => oauth::access_token(state, call),
         (&Method::GET, ["me", "accounts"]) => pages::me_accounts(state, call),
         (&Method::GET, [id, "conversations"]) => conversations::list(state, call, id),

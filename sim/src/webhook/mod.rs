@@ -7,7 +7,10 @@ pub mod fixture;
 pub mod payload;
 
 pub use fixture::{Fixture, FixtureError};
-pub use payload::{batch, echo, text_message, Entry, Event};
+pub use payload::{
+    api_echo, batch, echo, envelope, handover, messenger_echo, messenger_text_message, text_message, Channel,
+    Entry, Event,
+};
 
 use omnidm_shared::signature::{sign, SIGNATURE_HEADER};
 use reqwest::header::{CONTENT_TYPE, USER_AGENT};

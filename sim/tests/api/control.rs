@@ -177,3 +177,68 @@ async fn after_shutdown_calls_fail_even_over_a_pooled_connection() {
     crate::helpers::eventually(|| async { client.post(&url).json(&body).send().await.err() }).await;
     assert_eq!(sim.counters().sent, 1);
 }
+
+#[tokio::test]
+async fn thread_owners_messenger_users_and_handoffs_can_be_set_over_http() {
+    let sim = start().await;
+    let base = sim.base_url().to_string();
+    let owner = json!({"ig_account_id": account().ig_account_id, "recipient_id": "U", "app_id": "42"});
+    let response = client()
+        .post(format!("{base}/_sim/thread-owner"))
+        .json(&owner)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    assert_eq!(
+        sim.thread_owner(&account().ig_account_id, "U").as_deref(),
+        Some("42")
+    );
+    assert_eq!(send(&sim, &account().page_token, "U", "hi").await.status(), 400);
+
+    let messenger = json!({"psid": "P1"});
+    let response = client()
+        .post(format!("{base}/_sim/messenger-users"))
+        .json(&messenger)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+
+    let handoff = json!({"handoff": "because"});
+    client()
+        .post(format!("{base}/_sim/ai"))
+        .json(&handoff)
+        .send()
+        .await
+        .unwrap();
+    let body: Value = client()
+        .post(format!("{}/chat/completions", sim.ai_base_url()))
+        .json(&json!({"model": "m", "messages": [], "tools": [{"type": "function", "function": {"name": "handoff_to_human"}}]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["choices"][0]["finish_reason"], "tool_calls");
+
+    let calls: Value = client()
+        .get(format!("{base}/_sim/thread-control"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(calls, json!([]));
+    let actions: Value = client()
+        .get(format!("{base}/_sim/sender-actions"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(actions, json!([]));
+}

@@ -73,7 +73,49 @@ async fn echo_before_response_posts_a_signed_echo_before_the_send_api_answers() 
     assert_eq!(event["message"]["mid"], response["message_id"]);
     assert_eq!(event["message"]["text"], "Olá ❤️");
     assert_eq!(event["message"]["is_echo"], true);
+    assert_eq!(
+        event["message"]["app_id"], 1234567890123456u64,
+        "an API send's echo names the sending app, as a number"
+    );
     assert_eq!(sim.echo_deliveries()[0].status, Some(200));
+}
+
+#[tokio::test]
+async fn a_messenger_users_echo_is_a_page_object_sent_by_the_page() {
+    let sim = start().await;
+    let receiver = Receiver::start().await;
+    sim.set_echo_target(&receiver.url, "s");
+    sim.set_echo(EchoMode::BeforeResponse);
+    sim.register_messenger_user("24000000000000001");
+
+    let response: Value = send(&sim, &account().page_token, "24000000000000001", "oi")
+        .await
+        .json()
+        .await
+        .unwrap();
+
+    let bodies = receiver.bodies();
+    assert_eq!(bodies.len(), 1);
+    assert!(bodies[0].starts_with(br#"{"object":"page","entry":[{"id":"#));
+    let echo: Value = serde_json::from_slice(&bodies[0]).unwrap();
+    let entry = &echo["entry"][0];
+    let event = &entry["messaging"][0];
+    assert_eq!(entry["id"], account().page_id);
+    assert!(entry["time"].is_i64());
+    assert_eq!(event["sender"]["id"], account().page_id);
+    assert_eq!(event["recipient"]["id"], "24000000000000001");
+    assert!(event["timestamp"].is_i64());
+    assert_eq!(event["message"]["mid"], response["message_id"]);
+    assert_eq!(event["message"]["text"], "oi");
+    assert_eq!(event["message"]["is_echo"], true);
+    assert_eq!(event["message"]["app_id"], 1234567890123456u64);
+
+    send(&sim, &account().page_token, "5551", "hi").await;
+    let instagram: Value = serde_json::from_slice(&receiver.bodies()[1]).unwrap();
+    assert_eq!(
+        instagram["object"], "instagram",
+        "other recipients stay Instagram users"
+    );
 }
 
 #[tokio::test]

@@ -5,6 +5,7 @@ mod control;
 mod echo;
 mod faults;
 mod graph;
+mod handover;
 mod helpers;
 mod instagram;
 mod load;
