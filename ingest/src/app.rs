@@ -4,6 +4,7 @@ use crate::api::auth::AdminAuth;
 use crate::connect::Connector;
 use crate::db::Database;
 use crate::metrics::Metrics;
+use crate::operator::Operator;
 use crate::publish::Publisher;
 use crate::routes::webhook;
 use axum::routing::get;
@@ -69,6 +70,8 @@ pub struct Services {
     pub admin: AdminAuth,
     /// The "Connect Instagram" flow.
     pub connector: Connector,
+    /// What people do in conversations (reply, pause, resume).
+    pub operator: Operator,
 }
 
 /// The router, separate from the listener so tests can drive it directly.
@@ -153,6 +156,14 @@ impl Application {
         let db = Database::start(config.database.clone());
         let request_timeout = Duration::from_millis(config.ingest_request_timeout_ms);
         let graph = GraphApi::new(&config.meta, GRAPH_TIMEOUT, DEFAULT_THROTTLE_WAIT)?;
+        let operator = Operator {
+            db: db.clone(),
+            graph: graph.clone(),
+            keyring: config.crypto.keyring()?,
+            publisher: publisher.clone(),
+            human_pause: config.conversation.human_pause(),
+            metrics: metrics.clone(),
+        };
         let connector = Connector {
             db: db.clone(),
             login: Login::new(graph, config.meta.meta_login, &config.connect),
@@ -170,6 +181,7 @@ impl Application {
             db: db.clone(),
             admin: AdminAuth::new(&config.admin_token),
             connector,
+            operator,
         });
         Ok(Self {
             listener,

@@ -12,6 +12,7 @@ pub mod connect;
 pub mod dashboard;
 pub mod db;
 pub mod metrics;
+pub mod operator;
 pub mod publish;
 pub mod routes;
 pub mod serve;

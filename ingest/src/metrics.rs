@@ -35,6 +35,10 @@ pub struct Metrics {
     pub oauth_callbacks: IntCounterVec,
     /// `ingest_admin_requests_total{status}`: admin API requests by status class.
     pub admin_requests: IntCounterVec,
+    /// `ingest_conversation_transitions_total{cause}`: state changes made by people through the API.
+    pub transitions: IntCounterVec,
+    /// `ingest_operator_replies_total{outcome}`: people's replies through the API (queued, or why not).
+    pub operator_replies: IntCounterVec,
 }
 
 impl Metrics {
@@ -116,6 +120,22 @@ impl Metrics {
         for class in ["2xx", "4xx", "5xx"] {
             admin_requests.with_label_values(&[class]);
         }
+        let transitions = IntCounterVec::new(
+            Opts::new(
+                "ingest_conversation_transitions_total",
+                "Conversation state changes made through the API (operator_pause, resumed, operator_reply).",
+            ),
+            &["cause"],
+        )
+        .expect("valid metric");
+        let operator_replies = IntCounterVec::new(
+            Opts::new(
+                "ingest_operator_replies_total",
+                "Replies people sent through the API, by outcome (queued, or the 409 reason).",
+            ),
+            &["outcome"],
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(request_duration.clone()),
@@ -125,6 +145,8 @@ impl Metrics {
             Box::new(rejected_bodies.clone()),
             Box::new(oauth_callbacks.clone()),
             Box::new(admin_requests.clone()),
+            Box::new(transitions.clone()),
+            Box::new(operator_replies.clone()),
         ] {
             registry.register(collector).expect("metric names are unique");
         }
@@ -138,6 +160,8 @@ impl Metrics {
             rejected_bodies,
             oauth_callbacks,
             admin_requests,
+            transitions,
+            operator_replies,
         }
     }
 }

@@ -10,7 +10,7 @@ use futures_util::future::try_join_all;
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::BasicProperties;
 use omnidm_shared::amqp::{confirmed, Broker, PublishError};
-use omnidm_shared::job::{Job, JobV1, ResumeJob};
+use omnidm_shared::job::{Job, JobV1, ResumeJob, SendJob};
 use omnidm_shared::meta::envelope::{self, Batch};
 use omnidm_shared::signature::VerifiedBody;
 use omnidm_shared::topology::{Topology, JOB_ROUTING_KEY, REJECTED_ROUTING_KEY};
@@ -107,12 +107,27 @@ impl Publisher {
 
     /// Queues a resume job for a reconnected account (its parked replies go out now).
     pub async fn publish_resume(&self, credential_id: Uuid) -> Result<(), PublishError> {
-        let session = self.broker.session().ok_or(PublishError::Unavailable)?;
         let job_id = Uuid::now_v7();
         let job = Job::Resume(ResumeJob {
             job_id,
             credential_id,
         });
+        self.publish_own(job_id, &job).await
+    }
+
+    /// Publishes a send job: a conversation has a person's reply queued (operator API).
+    pub async fn publish_send(&self, conversation_id: Uuid) -> Result<(), PublishError> {
+        let job_id = Uuid::now_v7();
+        let job = Job::Send(SendJob {
+            job_id,
+            conversation_id,
+        });
+        self.publish_own(job_id, &job).await
+    }
+
+    /// Publishes a job of our own (not a Meta event) and waits for the broker's confirm.
+    async fn publish_own(&self, job_id: Uuid, job: &Job<'_>) -> Result<(), PublishError> {
+        let session = self.broker.session().ok_or(PublishError::Unavailable)?;
         let properties = BasicProperties::default()
             .with_message_id(job_id.to_string().into())
             .with_content_type("application/json".into());

@@ -240,6 +240,23 @@ impl CryptoConfig {
     }
 }
 
+/// How conversations behave, for every process that changes who speaks in one (the worker, on an
+/// echo of a person's reply; ingest, on an operator's reply through the API).
+#[derive(Debug, Clone, Args)]
+pub struct ConversationConfig {
+    /// How long the AI stays quiet in a conversation after a person answered (from the Instagram app,
+    /// or through `POST /api/conversations/{id}/messages`).
+    #[arg(long, env = "HUMAN_PAUSE_MINUTES", default_value_t = 60, global = true)]
+    pub human_pause_minutes: u64,
+}
+
+impl ConversationConfig {
+    /// The pause after a person's reply.
+    pub fn human_pause(&self) -> Duration {
+        Duration::from_secs(self.human_pause_minutes * 60)
+    }
+}
+
 /// The "Connect Instagram" OAuth flow and the dashboard it returns to.
 #[derive(Debug, Clone, Args)]
 pub struct ConnectConfig {
@@ -307,6 +324,17 @@ fn reqwest_like_scheme(value: &str) -> Option<&str> {
     value
         .strip_prefix("https://")
         .or_else(|| value.strip_prefix("http://"))
+}
+
+/// Whether `value` is an absolute http(s) URL with a host and no credentials in it: what we accept as
+/// an address to call (a business's notification URL).
+pub fn is_callable_url(value: &str) -> bool {
+    reqwest::Url::parse(value).is_ok_and(|url| {
+        matches!(url.scheme(), "https" | "http")
+            && url.host_str().is_some()
+            && url.username().is_empty()
+            && url.password().is_none()
+    })
 }
 
 /// Checks that a required secret is not blank (clap accepts an empty environment variable).
@@ -409,6 +437,9 @@ pub struct IngestConfig {
     pub connect: ConnectConfig,
     #[command(flatten)]
     #[allow(missing_docs)]
+    pub conversation: ConversationConfig,
+    #[command(flatten)]
+    #[allow(missing_docs)]
     pub database: DatabaseConfig,
     #[command(flatten)]
     #[allow(missing_docs)]
@@ -483,9 +514,10 @@ pub struct WorkerConfig {
     /// How long to wait for more messages of a burst before answering; merges, never drops.
     #[arg(long, env = "REPLY_DEBOUNCE_MS", default_value_t = 1_500, global = true)]
     pub reply_debounce_ms: u64,
-    /// How long the AI stays quiet in a conversation after a human answered from the Instagram app.
-    #[arg(long, env = "HUMAN_PAUSE_MINUTES", default_value_t = 60, global = true)]
-    pub human_pause_minutes: u64,
+    /// This Meta app's id: a Handover Protocol event naming it passes the thread to us. Without it, any
+    /// `pass_thread_control` delivered to us is taken as ours (Meta delivers it to the new owner).
+    #[arg(long, env = "INSTAGRAM_APP_ID", global = true)]
+    pub instagram_app_id: Option<String>,
     /// Messages of history given to the AI with each request.
     #[arg(long, env = "CONTEXT_MESSAGES", default_value_t = 20, global = true)]
     pub context_messages: u32,
@@ -518,6 +550,9 @@ pub struct WorkerConfig {
         global = true
     )]
     pub token_check_interval_seconds: u64,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub conversation: ConversationConfig,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub database: DatabaseConfig,

@@ -145,6 +145,12 @@ pub fn token_associated_data(credential_id: impl std::fmt::Display) -> String {
     format!("instagram_credentials:{credential_id}:access_token")
 }
 
+/// The associated data of a customer's notification secret: binds the ciphertext to that customer, so a
+/// secret copied onto another customer's row does not decrypt.
+pub fn notify_secret_associated_data(customer_id: impl std::fmt::Display) -> String {
+    format!("customers:{customer_id}:notify_secret")
+}
+
 /// A fresh random key as base64, for `.env` files, tests and the demo.
 pub fn generate_key_base64() -> String {
     STANDARD.encode(Aes256Gcm::generate_key(&mut OsRng))

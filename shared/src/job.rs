@@ -20,6 +20,20 @@ pub enum Job<'a> {
     /// (parked replies, unanswered messages) should go out now rather than at the next sweep.
     #[serde(rename = "resume")]
     Resume(ResumeJob),
+    /// Work of our own: a conversation has messages to send that no Meta event will bring to a worker
+    /// (a person's reply through the operator API).
+    #[serde(rename = "send")]
+    Send(SendJob),
+}
+
+/// Runs a conversation's reply pass, which sends whatever it has queued. Idempotent like every pass: a
+/// chunk already sent is not sent again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendJob {
+    /// Unique per published job (logs, AMQP `message_id`).
+    pub job_id: Uuid,
+    /// The conversation.
+    pub conversation_id: Uuid,
 }
 
 /// Resumes an account's parked work. Idempotent: running it twice sends nothing twice, because the
@@ -127,6 +141,20 @@ mod tests {
         match (Job::from_slice(&bytes).unwrap(), job) {
             (Job::Resume(a), Job::Resume(b)) => assert_eq!(a, b),
             _ => panic!("resume reads back as resume"),
+        }
+    }
+
+    #[test]
+    fn a_send_job_round_trips() {
+        let job = Job::Send(SendJob {
+            job_id: Uuid::now_v7(),
+            conversation_id: Uuid::new_v4(),
+        });
+        let bytes = job.to_vec();
+        assert!(bytes.starts_with(br#"{"send":"#));
+        match (Job::from_slice(&bytes).unwrap(), job) {
+            (Job::Send(a), Job::Send(b)) => assert_eq!(a, b),
+            _ => panic!("send reads back as send"),
         }
     }
 

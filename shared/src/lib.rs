@@ -5,12 +5,16 @@
 
 pub mod account_events;
 pub mod amqp;
+pub mod chunk;
 pub mod config;
 pub mod crypto;
 pub mod db;
 pub mod job;
 pub mod meta;
 pub mod ops;
+pub mod policy;
 pub mod signature;
+pub mod states;
 pub mod telemetry;
 pub mod topology;
+pub mod transitions;

@@ -1,5 +1,6 @@
 //! The AI provider: an OpenAI-compatible `POST /chat/completions`, with a timeout and jittered
-//! exponential retries of transient failures (`backon`).
+//! exponential retries of transient failures (`backon`). Every request offers one tool,
+//! `handoff_to_human`: the AI's way to hand the conversation to a person (`docs/conversation.md`).
 
 use backon::{ExponentialBuilder, Retryable};
 use omnidm_shared::config::AiConfig;
@@ -38,10 +39,26 @@ pub struct AiClient {
     retries: usize,
 }
 
+/// What the AI answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// Text for the customer.
+    Text(String),
+    /// The AI called `handoff_to_human`: a person should take over. Any text it wrote is not sent.
+    Handoff {
+        /// Why, in the AI's words (for the business's notification and audit trail).
+        reason: String,
+    },
+}
+
+/// The escalation tool's name, as the contract fixes it.
+pub const HANDOFF_TOOL: &str = "handoff_to_human";
+
 #[derive(Serialize)]
 struct Request<'a> {
     model: &'a str,
     messages: &'a [ChatMessage],
+    tools: serde_json::Value,
 }
 
 #[derive(Deserialize)]
@@ -51,7 +68,64 @@ struct Response {
 
 #[derive(Deserialize)]
 struct Choice {
-    message: ChatMessage,
+    message: AnswerMessage,
+}
+
+/// The assistant's message: `content` may be null when it calls a tool.
+#[derive(Deserialize)]
+struct AnswerMessage {
+    #[serde(default)]
+    content: Option<String>,
+    #[serde(default)]
+    tool_calls: Vec<ToolCall>,
+}
+
+#[derive(Deserialize)]
+struct ToolCall {
+    function: FunctionCall,
+}
+
+#[derive(Deserialize)]
+struct FunctionCall {
+    name: String,
+    /// A JSON object serialised as a string (OpenAI's format); models sometimes send broken JSON.
+    #[serde(default)]
+    arguments: String,
+}
+
+/// The `tools` member of every request.
+fn tools() -> serde_json::Value {
+    serde_json::json!([{
+        "type": "function",
+        "function": {
+            "name": HANDOFF_TOOL,
+            "description": "Hand this conversation to a person of the business. Call it when the customer \
+                asks for a human, when they are upset, or when you cannot help with their request. The \
+                customer is told that a person will answer.",
+            "parameters": {
+                "type": "object",
+                "properties": {"reason": {"type": "string", "description": "Why a person should take over, in a few words."}},
+                "required": ["reason"],
+            },
+        },
+    }])
+}
+
+impl AnswerMessage {
+    fn into_answer(self) -> Result<Answer, AiError> {
+        if let Some(call) = self.tool_calls.iter().find(|c| c.function.name == HANDOFF_TOOL) {
+            let reason = serde_json::from_str::<serde_json::Value>(&call.function.arguments)
+                .ok()
+                .and_then(|args| args.get("reason")?.as_str().map(str::to_owned))
+                .filter(|r| !r.trim().is_empty())
+                .unwrap_or_else(|| "no reason given".to_owned());
+            return Ok(Answer::Handoff { reason });
+        }
+        self.content
+            .filter(|c| !c.trim().is_empty())
+            .map(Answer::Text)
+            .ok_or_else(|| AiError::Permanent("empty answer".into()))
+    }
 }
 
 impl AiClient {
@@ -73,7 +147,7 @@ impl AiClient {
 
     /// Asks for the assistant's next message, retrying transient failures a couple of times in process.
     #[tracing::instrument(name = "ai", skip_all, fields(messages = messages.len()))]
-    pub async fn complete(&self, messages: &[ChatMessage]) -> Result<String, AiError> {
+    pub async fn complete(&self, messages: &[ChatMessage]) -> Result<Answer, AiError> {
         let backoff = ExponentialBuilder::default()
             .with_min_delay(Duration::from_millis(200))
             .with_max_delay(Duration::from_secs(2))
@@ -86,10 +160,11 @@ impl AiClient {
             .await
     }
 
-    async fn once(&self, messages: &[ChatMessage]) -> Result<String, AiError> {
+    async fn once(&self, messages: &[ChatMessage]) -> Result<Answer, AiError> {
         let mut request = self.http.post(&self.url).json(&Request {
             model: &self.model,
             messages,
+            tools: tools(),
         });
         if !self.api_key.expose_secret().is_empty() {
             request = request.bearer_auth(self.api_key.expose_secret());
@@ -112,8 +187,49 @@ impl AiClient {
         body.choices
             .into_iter()
             .next()
-            .map(|c| c.message.content)
-            .filter(|c| !c.trim().is_empty())
-            .ok_or_else(|| AiError::Permanent("empty answer".into()))
+            .ok_or_else(|| AiError::Permanent("no choices in the answer".into()))?
+            .message
+            .into_answer()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(message: &str) -> Result<Answer, AiError> {
+        serde_json::from_str::<AnswerMessage>(message)
+            .unwrap()
+            .into_answer()
+    }
+
+    #[test]
+    fn a_tool_call_is_a_handoff_and_its_text_is_not_sent() {
+        let answer = read(
+            r#"{"role":"assistant","content":"Let me get someone","tool_calls":[{"id":"call_1","type":"function",
+                "function":{"name":"handoff_to_human","arguments":"{\"reason\":\"wants a refund\"}"}}]}"#,
+        );
+        assert_eq!(
+            answer.unwrap(),
+            Answer::Handoff {
+                reason: "wants a refund".into()
+            }
+        );
+        let broken = read(
+            r#"{"content":null,"tool_calls":[{"function":{"name":"handoff_to_human","arguments":"{oops"}}]}"#,
+        );
+        assert_eq!(
+            broken.unwrap(),
+            Answer::Handoff {
+                reason: "no reason given".into()
+            }
+        );
+    }
+
+    #[test]
+    fn text_is_an_answer_and_nothing_is_an_error() {
+        assert_eq!(read(r#"{"content":"Hi!"}"#).unwrap(), Answer::Text("Hi!".into()));
+        assert!(read(r#"{"content":null}"#).is_err());
+        assert!(read(r#"{"content":"hi","tool_calls":[{"function":{"name":"other_tool"}}]}"#).is_ok());
     }
 }

@@ -52,7 +52,8 @@ impl Application {
             metrics,
             worker_id: Uuid::new_v4(),
             debounce: config.debounce(),
-            human_pause: Duration::from_secs(config.human_pause_minutes * 60),
+            human_pause: config.conversation.human_pause(),
+            app_id: config.instagram_app_id.clone().filter(|id| !id.trim().is_empty()),
             context_messages: config.context_messages,
             lease: config.lease(),
         };
@@ -124,6 +125,7 @@ impl Application {
             self.reconcile_interval,
             stop_rx.clone(),
         ));
+        let notifier = tokio::spawn(crate::notify::run(self.consumer.ctx.clone(), stop_rx.clone()));
         let consuming = tokio::spawn(self.consumer.run(stop_rx));
         shutdown.await;
         tracing::info!("draining in-flight jobs");
@@ -131,6 +133,7 @@ impl Application {
         let _ = consuming.await;
         let _ = lifecycle.await;
         let _ = reconciler.await;
+        let _ = notifier.await;
         broker.close().await;
         probe.abort();
         pool.close().await;

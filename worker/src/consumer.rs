@@ -137,6 +137,13 @@ impl Consumer {
                     .instrument(span)
                     .await
             }
+            Ok(Job::Send(job)) => {
+                let span =
+                    tracing::info_span!("job", job_id = %job.job_id, conversation_id = %job.conversation_id);
+                crate::reply::run(&self.ctx, job.conversation_id)
+                    .instrument(span)
+                    .await
+            }
             Err(error) => Outcome::Dead {
                 reason: "unparseable",
                 detail: format!("not a job: {error}"),

@@ -33,6 +33,8 @@ pub struct Context {
     pub debounce: Duration,
     /// How long the AI stays quiet after a human answered.
     pub human_pause: Duration,
+    /// This Meta app's id, when configured: tells handover events and echoes that are ours.
+    pub app_id: Option<String>,
     /// Messages of history for the AI.
     pub context_messages: u32,
     /// Conversation lease length.

@@ -1,21 +1,28 @@
 //! Echoes: Meta tells us about every message the account sends. Ours mark our chunk delivered; one we did
-//! not send means a human answered from the Instagram app, so the AI steps back for a while. We never
-//! answer an echo (that is how bots end up talking to themselves).
+//! not send means a person answered from the Instagram app (or the Page inbox), so the AI steps back for
+//! a while (`human_reply` in `docs/conversation.md`). We never answer an echo (that is how bots end up
+//! talking to themselves).
 
 use crate::context::{Attempt, Context, Outcome};
-use crate::store::{conversations, credentials::Credential, messages};
+use crate::store::conversations::{self, Change};
+use crate::store::{credentials::Credential, messages};
 use chrono::{DateTime, Utc};
 use omnidm_shared::job::JobV1;
 use omnidm_shared::meta::event::{EchoMessage, Event};
+use omnidm_shared::policy::MessageKind;
+use omnidm_shared::states::{Author, Channel, MessageStatus};
+use omnidm_shared::transitions;
 use std::time::Duration;
 
 /// How many times an unmatched echo waits for our in-flight send to finish before we call it a human's.
 const MAX_ECHO_WAITS: u32 = 5;
 
 /// Handles one echo.
+#[allow(clippy::too_many_arguments)]
 pub async fn handle(
     ctx: &Context,
     credential: &Credential,
+    channel: Channel,
     event: &Event,
     echo: &EchoMessage,
     job: &JobV1<'_>,
@@ -23,14 +30,13 @@ pub async fn handle(
     attempt: Attempt,
 ) -> Result<Outcome, sqlx::Error> {
     ctx.metrics.ignored.with_label_values(&["echo"]).inc();
-    let channel = credential.channel.as_str();
     // In an echo the customer is the recipient.
     let user = event.recipient.as_ref().map(|user| user.as_str());
     let ours = ctx
         .writes
         .echoes
         .call(messages::Echo {
-            channel: channel.to_owned(),
+            channel: channel.as_str().to_owned(),
             account_id: credential.account_id.clone(),
             user: user.map(str::to_owned),
             mid: echo.mid.clone(),
@@ -44,7 +50,7 @@ pub async fn handle(
         return Ok(Outcome::Done);
     };
     // Our chunk may be mid-send in a conversation that exists; with no conversation, nothing is ours.
-    let existing = conversations::find(&ctx.pool, channel, &credential.account_id, user).await?;
+    let existing = conversations::find(&ctx.pool, channel.as_str(), &credential.account_id, user).await?;
     if let Some(conversation_id) = existing {
         if attempt.waits < MAX_ECHO_WAITS && messages::has_sending(&ctx.pool, conversation_id).await? {
             // The Send API call for one of our chunks has not returned yet: this may be its echo.
@@ -54,28 +60,46 @@ pub async fn handle(
             });
         }
     }
+    if ctx.app_id.is_some() && echo.app_id == ctx.app_id {
+        // Sent with our app's id, yet no chunk of ours matches (its row is gone, or it was a sender
+        // action): never a person's reply, so it must not silence the bot.
+        ctx.metrics
+            .ignored
+            .with_label_values(&["echo_ours_unmatched"])
+            .inc();
+        return Ok(Outcome::Done);
+    }
     let text = echo.text.clone().unwrap_or_else(|| "[attachment]".into());
     let human = messages::NewMessage {
         mid: &echo.mid,
-        author: "human",
-        kind: "message",
+        author: Author::Human,
+        kind: MessageKind::Text,
         text: Some(&text),
         raw: job.event.get(),
         meta_timestamp: sent_at,
-        status: "delivered",
+        status: MessageStatus::Delivered,
         status_reason: None,
     };
     let stored = ctx
         .writes
         .stores
-        .call(messages::ToStore::new(credential, user, &human))
+        .call(messages::ToStore::new(credential, channel, user, &human))
         .await?;
     if stored.inserted {
         let until = Utc::now() + ctx.human_pause;
         let conversation_id = stored.conversation_id;
-        conversations::pause_ai(&ctx.pool, conversation_id, until).await?;
-        ctx.metrics.paused.inc();
-        tracing::info!(%conversation_id, %until, "a human answered from the Instagram app; AI paused");
+        let change = Change {
+            paused_until: Some(until),
+            ..Change::default()
+        };
+        if conversations::transition(&ctx.pool, conversation_id, &transitions::HUMAN_REPLY, change).await? {
+            ctx.metrics.paused.inc();
+            ctx.metrics
+                .transitions
+                .with_label_values(&[transitions::HUMAN_REPLY.cause])
+                .inc();
+            tracing::info!(%conversation_id, %until, "a person answered from the app; AI paused");
+        }
     }
     Ok(Outcome::Done)
 }

@@ -21,7 +21,70 @@ struct Sent {
     message_id: String,
 }
 
+/// Under which of Meta's rules a message goes out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Messaging {
+    /// A response inside the 24-hour window: the only way the bot ever sends.
+    Response,
+    /// A person's answer 24 hours to 7 days after the customer's last message (`HUMAN_AGENT` tag).
+    HumanAgent,
+}
+
+/// A Handover Protocol call (`POST /me/{action}_thread_control`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThreadControl<'a> {
+    /// Give the thread to another app (the Page inbox's id, or whoever asked).
+    Pass {
+        /// The app that gets it.
+        target_app_id: &'a str,
+    },
+    /// Take the thread back (we are the primary receiver).
+    Take,
+}
+
+impl ThreadControl<'_> {
+    /// Metric label.
+    pub fn label(&self) -> &'static str {
+        match self {
+            ThreadControl::Pass { .. } => "pass",
+            ThreadControl::Take => "take",
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Success {
+    #[serde(default)]
+    success: bool,
+}
+
 impl GraphClient {
+    /// Passes or takes the thread with `recipient` (page token, Facebook host: only Page-linked accounts
+    /// take part in the Handover Protocol).
+    #[tracing::instrument(name = "thread_control", skip_all, fields(action = control.label()))]
+    pub async fn thread_control(
+        &self,
+        token: &SecretString,
+        recipient: &str,
+        control: ThreadControl<'_>,
+        metadata: &str,
+    ) -> Result<bool, SendError> {
+        let (path, body) = match control {
+            ThreadControl::Pass { target_app_id } => (
+                "me/pass_thread_control",
+                serde_json::json!({"recipient": {"id": recipient}, "target_app_id": target_app_id, "metadata": metadata}),
+            ),
+            ThreadControl::Take => (
+                "me/take_thread_control",
+                serde_json::json!({"recipient": {"id": recipient}, "metadata": metadata}),
+            ),
+        };
+        self.api
+            .post::<Success>(Host::Facebook, path, &[], Some(token), Some(&body))
+            .await
+            .map(|answer| answer.success)
+    }
+
     /// Wraps the shared Graph client.
     pub fn new(api: GraphApi) -> Self {
         Self { api }
@@ -33,19 +96,25 @@ impl GraphClient {
     }
 
     /// Sends one text message as the account `token` acts for; returns Meta's message id.
-    #[tracing::instrument(name = "send", skip_all)]
+    #[tracing::instrument(name = "send", skip_all, fields(messaging = ?messaging))]
     pub async fn send_text(
         &self,
         host: Host,
         token: &SecretString,
         recipient: &str,
         text: &str,
+        messaging: Messaging,
     ) -> Result<String, SendError> {
-        let body = serde_json::json!({
+        let mut body = serde_json::json!({
             "recipient": {"id": recipient},
             "messaging_type": "RESPONSE",
             "message": {"text": text},
         });
+        if messaging == Messaging::HumanAgent {
+            // Both fields: Messenger wants `messaging_type`, Meta's Instagram examples only show `tag`.
+            body["messaging_type"] = "MESSAGE_TAG".into();
+            body["tag"] = "HUMAN_AGENT".into();
+        }
         // A 2xx without a message id means Meta may or may not have sent it: the echo decides.
         self.api
             .post::<Sent>(host, "me/messages", &[], Some(token), Some(&body))

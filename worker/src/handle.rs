@@ -1,12 +1,17 @@
-//! One job, start to finish: classify the event, route it to its tenant, persist it idempotently, and
-//! hand messages that want an answer to the reply pass. Exposed so tests can drive a single step.
+//! One job, start to finish: classify the event, route it to its tenant and channel, persist it
+//! idempotently, apply the reply policy, and hand messages that want an answer to the reply pass.
+//! Exposed so tests can drive a single step.
 
 use crate::context::{Attempt, Context, Outcome};
 use crate::store::{credentials, messages};
-use crate::{echo, reply};
+use crate::{echo, handover, reply};
 use chrono::{DateTime, Utc};
 use omnidm_shared::job::{EventSource, JobV1};
 use omnidm_shared::meta::event::{classify, Event, EventKind, ReactionAction};
+use omnidm_shared::policy::{Decision, MessageKind};
+use omnidm_shared::states::{Author, Channel, MessageStatus};
+use omnidm_shared::transitions;
+use sha2::{Digest, Sha256};
 
 /// Processes one job and says what became of it.
 pub async fn process(ctx: &Context, job: &JobV1<'_>, attempt: Attempt) -> Outcome {
@@ -33,15 +38,11 @@ async fn process_event(
     event: &Event,
     attempt: Attempt,
 ) -> Result<Outcome, sqlx::Error> {
-    let ignore = |kind: &str| {
-        ctx.metrics.ignored.with_label_values(&[kind]).inc();
-        Ok(Outcome::Done)
-    };
     if let EventKind::ChangeField { .. } | EventKind::Malformed { .. } | EventKind::Unknown { .. } =
         event.kind
     {
         tracing::info!(kind = event.kind.name(), "event ignored");
-        return ignore(event.kind.name());
+        return Ok(ignore(ctx, event.kind.name()));
     }
     // Routed by the entry's id; Meta's own examples sometimes carry another id there (a postback's entry
     // id is the user's in the docs), so the event's recipient is the second choice.
@@ -72,69 +73,73 @@ async fn process_event(
         tracing::info!(reason, "event for no connected account recorded");
         return Ok(Outcome::Done);
     };
-    let channel = credential.channel.as_str();
-    let sent_at = event.sent_at().unwrap_or_else(|| received_at(job));
+    let channel = Channel::of_object(&job.object);
+    if channel == Channel::Messenger && !credential.messenger_enabled {
+        // The business did not turn Messenger on: its Page's DMs are none of our business.
+        return Ok(ignore(ctx, "messenger_disabled"));
+    }
+    let to = Inbound {
+        ctx,
+        job,
+        event,
+        credential: &credential,
+        channel,
+        sent_at: event.sent_at().unwrap_or_else(|| received_at(job)),
+    };
+    let account = credential.account_id.as_str();
     match &event.kind {
         EventKind::Message(message) => {
-            let text = message.text_for_ai();
-            let standby = job.source == EventSource::Standby;
-            let kind = if message.is_self { "self" } else { "message" };
-            inbound(
-                ctx,
-                job,
-                event,
-                &credential,
-                &message.mid,
-                kind,
-                &text,
-                sent_at,
-                standby || message.is_self,
-            )
-            .await
+            let how = if message.is_self {
+                Arrival::RecordOnly("self")
+            } else {
+                to.arrival()
+            };
+            to.store(&message.mid, message.kind(), &message.text_for_ai(), how)
+                .await
         }
         EventKind::Postback { mid, title, payload } => {
-            let mid = mid.clone().unwrap_or_else(|| format!("postback:{}", job.job_id));
+            let mid = mid.clone().unwrap_or_else(|| to.postback_key(payload, title));
             let text = title
                 .clone()
                 .or_else(|| payload.clone())
                 .unwrap_or_else(|| "[button]".into());
-            inbound(
-                ctx,
-                job,
-                event,
-                &credential,
-                &mid,
-                "postback",
-                &text,
-                sent_at,
-                job.source == EventSource::Standby,
-            )
-            .await
+            to.store(&mid, MessageKind::Postback, &text, to.arrival()).await
         }
         EventKind::Unsupported { mid } => {
-            inbound(
-                ctx,
-                job,
-                event,
-                &credential,
+            to.store(
                 mid,
-                "unsupported",
+                MessageKind::Unsupported,
                 "[unsupported message]",
-                sent_at,
-                true,
+                to.arrival(),
             )
             .await
         }
         EventKind::Echo(echo_message) => {
-            echo::handle(ctx, &credential, event, echo_message, job, sent_at, attempt).await
+            echo::handle(
+                ctx,
+                &credential,
+                channel,
+                event,
+                echo_message,
+                job,
+                to.sent_at,
+                attempt,
+            )
+            .await
         }
+        EventKind::Handover { .. } => handover::handle(ctx, &credential, channel, event).await,
         EventKind::Deleted { mid } => {
-            messages::mark_deleted(&ctx.pool, channel, mid).await?;
+            messages::mark_deleted(&ctx.pool, account, mid).await?;
             Ok(Outcome::Done)
         }
         EventKind::Edit { mid, text, .. } => {
             if let Some(text) = text {
-                messages::edit(&ctx.pool, channel, mid, text).await?;
+                if !messages::edit(&ctx.pool, account, mid, text, to.sent_at).await? {
+                    ctx.metrics
+                        .ignored
+                        .with_label_values(&["edit_stale_or_unknown"])
+                        .inc();
+                }
             }
             Ok(Outcome::Done)
         }
@@ -149,73 +154,147 @@ async fn process_event(
                 ReactionAction::React => Some((reaction.as_deref().unwrap_or("other"), emoji.as_deref())),
                 ReactionAction::Unreact => None,
             };
-            if !messages::react(&ctx.pool, channel, mid, user, value).await? {
-                return ignore("reaction_unknown_message");
+            count_decision(ctx, MessageKind::Reaction, &Decision::Record);
+            if !messages::react(&ctx.pool, account, mid, user, value, to.sent_at).await? {
+                return Ok(ignore(ctx, "reaction_unknown_message"));
             }
             Ok(Outcome::Done)
         }
-        other => ignore(other.name()),
+        other => Ok(ignore(ctx, other.name())),
     }
 }
 
-/// Stores an inbound message and, unless it is only to be recorded, runs the reply pass.
-#[allow(clippy::too_many_arguments)]
-async fn inbound(
-    ctx: &Context,
-    job: &JobV1<'_>,
-    event: &Event,
-    credential: &credentials::Credential,
-    mid: &str,
-    kind: &str,
-    text: &str,
+/// Counts a deliberately unanswered event.
+fn ignore(ctx: &Context, reason: &str) -> Outcome {
+    ctx.metrics.ignored.with_label_values(&[reason]).inc();
+    Outcome::Done
+}
+
+fn count_decision(ctx: &Context, kind: MessageKind, decision: &Decision) {
+    ctx.metrics
+        .policy
+        .with_label_values(&[kind.as_str(), decision.label()])
+        .inc();
+}
+
+/// How a customer message arrived, before the reply policy has its say.
+enum Arrival {
+    /// In `messaging[]`, by webhook or recovered in time: the policy decides.
+    Answerable,
+    /// Stored and never answered, for this reason.
+    RecordOnly(&'static str),
+    /// On the standby channel: another app owns the thread.
+    Standby,
+}
+
+/// A customer event of one account, on one channel.
+struct Inbound<'a> {
+    ctx: &'a Context,
+    job: &'a JobV1<'a>,
+    event: &'a Event,
+    credential: &'a credentials::Credential,
+    channel: Channel,
+    /// Meta's time of the event.
     sent_at: DateTime<Utc>,
-    record_only: bool,
-) -> Result<Outcome, sqlx::Error> {
-    let Some(sender) = &event.sender else {
-        ctx.metrics.ignored.with_label_values(&["no_sender"]).inc();
-        return Ok(Outcome::Done);
-    };
-    // A recovered DM (the webhook never came) older than Meta's window cannot be answered any more.
-    let missed = job.recovered
-        && !record_only
-        && sent_at < Utc::now() - chrono::Duration::hours(i64::from(messages::MESSAGING_WINDOW_HOURS));
-    let reason = match (record_only, job.source, kind) {
-        _ if missed => Some("missed_outside_window"),
-        (false, _, _) => None,
-        (true, EventSource::Standby, _) => Some("standby"),
-        (true, _, "unsupported") => Some("unsupported"),
-        (true, _, _) => Some("self"),
-    };
-    let new = messages::NewMessage {
-        mid,
-        author: "customer",
-        kind,
-        text: Some(text),
-        raw: job.event.get(),
-        meta_timestamp: sent_at,
-        status: if reason.is_some() { "ignored" } else { "pending" },
-        status_reason: reason,
-    };
-    let stored = ctx
-        .writes
-        .stores
-        .call(messages::ToStore::new(credential, sender.as_str(), &new))
-        .await?;
-    if !stored.inserted {
-        ctx.metrics.duplicates.inc();
-        tracing::debug!("message already stored (redelivery)");
-    } else if missed {
-        ctx.metrics.missed.inc();
-        tracing::warn!(%mid, "recovered DM is outside the 24-hour window; stored as missed");
-    } else if job.recovered {
-        ctx.metrics.recovered.inc();
-        tracing::info!(%mid, "DM recovered by reconciliation (no webhook came)");
+}
+
+impl Inbound<'_> {
+    fn arrival(&self) -> Arrival {
+        // A recovered DM (the webhook never came) older than Meta's window cannot be answered any more.
+        let missed = self.job.recovered
+            && self.sent_at
+                < Utc::now() - chrono::Duration::hours(i64::from(messages::MESSAGING_WINDOW_HOURS));
+        match self.job.source {
+            _ if missed => Arrival::RecordOnly("missed_outside_window"),
+            EventSource::Standby => Arrival::Standby,
+            _ => Arrival::Answerable,
+        }
     }
-    if let Some(reason) = reason {
-        ctx.metrics.ignored.with_label_values(&[reason]).inc();
-        return Ok(Outcome::Done);
+
+    /// A postback without Meta's id, keyed by what identifies it: the account, the customer, Meta's
+    /// timestamp and the button, so the same tap delivered twice (or a replayed body) is one message.
+    fn postback_key(&self, payload: &Option<String>, title: &Option<String>) -> String {
+        let sender = self.event.sender.as_ref().map(|s| s.as_str()).unwrap_or_default();
+        let mut hash = Sha256::new();
+        for part in [
+            self.credential.account_id.as_str(),
+            sender,
+            &self.sent_at.timestamp_millis().to_string(),
+            payload.as_deref().unwrap_or_default(),
+            title.as_deref().unwrap_or_default(),
+        ] {
+            hash.update(part.as_bytes());
+            hash.update([0]);
+        }
+        format!("postback:{}", hex::encode(hash.finalize()))
     }
-    Ok(reply::run(ctx, stored.conversation_id).await)
+
+    /// Stores a customer message and, if it is to be answered, runs the reply pass.
+    async fn store(
+        &self,
+        mid: &str,
+        kind: MessageKind,
+        text: &str,
+        arrival: Arrival,
+    ) -> Result<Outcome, sqlx::Error> {
+        let ctx = self.ctx;
+        let Some(sender) = &self.event.sender else {
+            return Ok(ignore(ctx, "no_sender"));
+        };
+        let decision = self.credential.reply_policy.decide(kind);
+        let reason = match &arrival {
+            Arrival::RecordOnly(reason) => Some(*reason),
+            Arrival::Standby => Some("standby"),
+            Arrival::Answerable if decision == Decision::Record => Some("policy"),
+            Arrival::Answerable => None,
+        };
+        let new = messages::NewMessage {
+            mid,
+            author: Author::Customer,
+            kind,
+            text: Some(text),
+            raw: self.job.event.get(),
+            meta_timestamp: self.sent_at,
+            status: if reason.is_some() {
+                MessageStatus::Ignored
+            } else {
+                MessageStatus::Pending
+            },
+            status_reason: reason,
+        };
+        let stored = ctx
+            .writes
+            .stores
+            .call(messages::ToStore::new(
+                self.credential,
+                self.channel,
+                sender.as_str(),
+                &new,
+            ))
+            .await?;
+        if !stored.inserted {
+            ctx.metrics.duplicates.inc();
+            tracing::debug!("message already stored (redelivery)");
+        } else {
+            if let Arrival::Answerable = arrival {
+                count_decision(ctx, kind, &decision);
+            }
+            if reason == Some("missed_outside_window") {
+                ctx.metrics.missed.inc();
+                tracing::warn!(%mid, "recovered DM is outside the 24-hour window; stored as missed");
+            } else if self.job.recovered {
+                ctx.metrics.recovered.inc();
+                tracing::info!(%mid, "DM recovered by reconciliation (no webhook came)");
+            }
+        }
+        if let Arrival::Standby = arrival {
+            handover::thread_is_elsewhere(ctx, stored.conversation_id, &transitions::STANDBY, None).await?;
+        }
+        if let Some(reason) = reason {
+            return Ok(ignore(ctx, reason));
+        }
+        Ok(reply::run(ctx, stored.conversation_id).await)
+    }
 }
 
 fn received_at(job: &JobV1<'_>) -> DateTime<Utc> {

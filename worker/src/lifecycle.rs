@@ -16,6 +16,7 @@ use chrono::{Duration as Span, Utc};
 use omnidm_shared::config::MetaLogin;
 use omnidm_shared::meta::graph_error::ErrorClass;
 use omnidm_shared::meta::login;
+use omnidm_shared::states::CredentialStatus;
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -30,9 +31,6 @@ pub const EXPIRING_WITHIN: Span = Span::days(7);
 
 /// Meta refuses to refresh a token younger than this.
 const MIN_TOKEN_AGE: Span = Span::hours(24);
-
-/// Every status a credential can have: the gauge shows zeros, not gaps.
-pub const STATUSES: [&str; 4] = ["active", "expiring", "reauth_required", "disconnected"];
 
 /// Runs the lifecycle every `interval` until `stop` turns true.
 pub async fn run(ctx: Context, interval: Duration, mut stop: watch::Receiver<bool>) {
@@ -78,7 +76,7 @@ pub async fn run_once(ctx: &Context) -> sqlx::Result<bool> {
 
 async fn check_all(ctx: &Context) -> sqlx::Result<()> {
     for credential in credentials::all_connected(&ctx.pool).await? {
-        if credential.status == "reauth_required" {
+        if credential.status == CredentialStatus::ReauthRequired {
             continue; // Only a reconnect brings it back.
         }
         check(ctx, &credential).await?;
@@ -155,9 +153,9 @@ async fn check(ctx: &Context, credential: &Credential) -> sqlx::Result<()> {
         .token_expires_at
         .is_some_and(|at| at - now <= EXPIRING_WITHIN)
     {
-        "expiring"
+        CredentialStatus::Expiring
     } else {
-        "active"
+        CredentialStatus::Active
     };
     credentials::set_checked_status(&ctx.pool, credential.id, status, None).await
 }
@@ -168,10 +166,14 @@ async fn reauth(ctx: &Context, credential: &Credential, reason: &str) -> sqlx::R
 }
 
 async fn update_gauge(ctx: &Context) -> sqlx::Result<()> {
+    // Every status, so the gauge shows zeros rather than gaps.
     let counts = credentials::count_by_status(&ctx.pool).await?;
-    for status in STATUSES {
+    for status in CredentialStatus::ALL {
         let count = counts.iter().find(|(s, _)| s == status).map_or(0, |(_, n)| *n);
-        ctx.metrics.credentials.with_label_values(&[status]).set(count);
+        ctx.metrics
+            .credentials
+            .with_label_values(&[status.as_str()])
+            .set(count);
     }
     Ok(())
 }

@@ -40,6 +40,17 @@ pub struct Metrics {
     pub duplicates: IntCounter,
     /// `worker_conversations_paused_total`: human takeovers.
     pub paused: IntCounter,
+    /// `worker_policy_decisions_total{kind, decision}`: what the reply policy did with each new customer
+    /// message (and reaction).
+    pub policy: IntCounterVec,
+    /// `worker_conversation_transitions_total{cause}`: conversations that changed state, by cause.
+    pub transitions: IntCounterVec,
+    /// `worker_escalations_total`: conversations the AI handed to a person.
+    pub escalations: IntCounter,
+    /// `worker_handover_events_total{action, outcome}`: Handover Protocol events and calls.
+    pub handover: IntCounterVec,
+    /// `worker_notifications_total{outcome}`: delivery attempts of notifications to businesses.
+    pub notifications: IntCounterVec,
     /// `worker_reply_latency_seconds`: from the customer's message (Meta timestamp) to our reply sent.
     pub reply_latency: Histogram,
     /// `worker_reply_overhead_seconds`: a reply pass's own time, excluding AI and Send API calls.
@@ -101,6 +112,14 @@ fn counter_vec(registry: &Registry, name: &str, help: &str, label: &str, values:
     metric
 }
 
+fn labelled(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let metric = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("unique metric");
+    metric
+}
+
 fn histogram(registry: &Registry, name: &str, help: &str) -> Histogram {
     let metric = Histogram::with_opts(HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()))
         .expect("valid metric");
@@ -140,7 +159,10 @@ impl Metrics {
             &["status"],
         )
         .expect("valid metric");
-        for status in crate::lifecycle::STATUSES {
+        for status in omnidm_shared::states::CredentialStatus::ALL
+            .iter()
+            .map(|s| s.as_str())
+        {
             credentials.with_label_values(&[status]);
         }
         r.register(Box::new(credentials.clone())).expect("unique metric");
@@ -284,6 +306,37 @@ impl Metrics {
                 &r,
                 "worker_conversations_paused_total",
                 "Conversations where a human answered and the AI paused.",
+            ),
+            policy: labelled(
+                &r,
+                "worker_policy_decisions_total",
+                "New customer messages by kind and what the reply policy decided (ai, record, fixed_reply).",
+                &["kind", "decision"],
+            ),
+            transitions: counter_vec(
+                &r,
+                "worker_conversation_transitions_total",
+                "Conversations that changed state (bot, paused, escalated, elsewhere), by cause.",
+                "cause",
+                &[],
+            ),
+            escalations: counter(
+                &r,
+                "worker_escalations_total",
+                "Conversations the AI handed to a person (handoff_to_human).",
+            ),
+            handover: labelled(
+                &r,
+                "worker_handover_events_total",
+                "Handover Protocol events received and thread-control calls made, by action and outcome.",
+                &["action", "outcome"],
+            ),
+            notifications: counter_vec(
+                &r,
+                "worker_notifications_total",
+                "Attempts to deliver a notification to a business's notifyUrl, by outcome.",
+                "outcome",
+                &["delivered", "retry", "failed"],
             ),
             reply_latency: histogram(
                 &r,

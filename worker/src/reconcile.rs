@@ -225,7 +225,7 @@ async fn check(
     let newest_inbound = inbound.iter().map(|(_, _, at)| *at).max();
     let mut recovered = 0;
     for (from, message, at) in &inbound {
-        if messages::exists(&ctx.pool, &credential.channel, &message.id).await? {
+        if messages::exists(&ctx.pool, &credential.account_id, &message.id).await? {
             continue;
         }
         publish_recovered(broker, topology, &credential.account_id, from, message, *at).await?;

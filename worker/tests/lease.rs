@@ -6,6 +6,8 @@
 mod support;
 
 use chrono::Utc;
+use omnidm_shared::policy::MessageKind;
+use omnidm_shared::states::{Author, Channel, MessageStatus};
 use omnidm_worker::store::conversations::{self, Lease};
 use omnidm_worker::store::{credentials, messages};
 use std::time::Duration;
@@ -23,12 +25,12 @@ fn lease(conversation_id: Uuid) -> Lease {
 fn inbound<'a>(mid: &'a str, text: &'a str, raw: &'a str) -> messages::NewMessage<'a> {
     messages::NewMessage {
         mid,
-        author: "customer",
-        kind: "message",
+        author: Author::Customer,
+        kind: MessageKind::Text,
         text: Some(text),
         raw,
         meta_timestamp: Utc::now(),
-        status: "pending",
+        status: MessageStatus::Pending,
         status_reason: None,
     }
 }
@@ -61,15 +63,27 @@ async fn one_pass_at_a_time_a_lost_lease_writes_nothing_and_release_waits_for_id
     let (stack, pool, credential) = tenant().await;
     let customer = user();
     let first = mid();
-    let stored = messages::store(&pool, &credential, &customer, &inbound(&first, "hi", "{}"))
-        .await
-        .unwrap();
+    let stored = messages::store(
+        &pool,
+        &credential,
+        Channel::Instagram,
+        &customer,
+        &inbound(&first, "hi", "{}"),
+    )
+    .await
+    .unwrap();
     assert!(stored.inserted);
 
     // A redelivery of the same Meta message is a no-op in the same conversation.
-    let again = messages::store(&pool, &credential, &customer, &inbound(&first, "hi", "{}"))
-        .await
-        .unwrap();
+    let again = messages::store(
+        &pool,
+        &credential,
+        Channel::Instagram,
+        &customer,
+        &inbound(&first, "hi", "{}"),
+    )
+    .await
+    .unwrap();
     assert!(!again.inserted);
     assert_eq!(again.conversation_id, stored.conversation_id);
 
@@ -101,7 +115,7 @@ async fn one_pass_at_a_time_a_lost_lease_writes_nothing_and_release_waits_for_id
     // A pass whose lease is gone stores nothing: the message stays pending for the holder.
     let answers = [work.pending[0].id];
     let chunks = ["one".to_string(), "two".to_string()];
-    let lost = messages::create_reply(&pool, &b, "instagram", &answers, &chunks, true)
+    let lost = messages::create_reply(&pool, &b, &answers, &chunks, true)
         .await
         .unwrap();
     assert!(lost.is_none());
@@ -113,7 +127,7 @@ async fn one_pass_at_a_time_a_lost_lease_writes_nothing_and_release_waits_for_id
     assert_eq!(outbound, 0);
 
     // The holder stores its reply with the first chunk already claimed for sending.
-    let unsent = messages::create_reply(&pool, &a, "instagram", &answers, &chunks, true)
+    let unsent = messages::create_reply(&pool, &a, &answers, &chunks, true)
         .await
         .unwrap()
         .expect("the holder stores its reply");
@@ -190,9 +204,15 @@ async fn one_pass_at_a_time_a_lost_lease_writes_nothing_and_release_waits_for_id
 async fn an_expired_lease_is_taken_over() {
     let (stack, pool, credential) = tenant().await;
     let message = mid();
-    let stored = messages::store(&pool, &credential, &user(), &inbound(&message, "hello", "{}"))
-        .await
-        .unwrap();
+    let stored = messages::store(
+        &pool,
+        &credential,
+        Channel::Instagram,
+        &user(),
+        &inbound(&message, "hello", "{}"),
+    )
+    .await
+    .unwrap();
     let crashed = Lease {
         ttl: Duration::ZERO,
         ..lease(stored.conversation_id)
@@ -215,7 +235,6 @@ async fn an_expired_lease_is_taken_over() {
     let late = messages::create_reply(
         &pool,
         &crashed,
-        "instagram",
         &[work.pending[0].id],
         &["late".to_string()],
         false,
@@ -241,7 +260,7 @@ async fn last_inbound_is_metas_time_of_the_newest_message_whatever_arrives_late(
                 meta_timestamp: at(hours_ago),
                 ..inbound(&mid, "hi", "{}")
             };
-            messages::store(pool, credential, customer, &message)
+            messages::store(pool, credential, Channel::Instagram, customer, &message)
                 .await
                 .unwrap()
         }
@@ -276,14 +295,20 @@ async fn an_echo_racing_the_send_apis_answer_is_still_recognised_as_ours() {
     let (stack, pool, credential) = tenant().await;
     let customer = user();
     let message = mid();
-    let stored = messages::store(&pool, &credential, &customer, &inbound(&message, "hi", "{}"))
-        .await
-        .unwrap();
+    let stored = messages::store(
+        &pool,
+        &credential,
+        Channel::Instagram,
+        &customer,
+        &inbound(&message, "hi", "{}"),
+    )
+    .await
+    .unwrap();
     let holder = lease(stored.conversation_id);
     conversations::acquire_lease(&pool, &holder, 20).await.unwrap();
     let work = messages::work(&pool, stored.conversation_id, 20).await.unwrap();
     let chunks = ["hello!".to_string()];
-    let unsent = messages::create_reply(&pool, &holder, "instagram", &[work.pending[0].id], &chunks, true)
+    let unsent = messages::create_reply(&pool, &holder, &[work.pending[0].id], &chunks, true)
         .await
         .unwrap()
         .unwrap();
@@ -360,7 +385,7 @@ async fn batched_writes_keep_each_rows_own_outcome() {
             meta_timestamp: at(hours_ago),
             ..inbound(message, "hi", "{}")
         };
-        messages::ToStore::new(&credential, customer, &new)
+        messages::ToStore::new(&credential, Channel::Instagram, customer, &new)
     };
     // Two of Alice's messages (one of them delivered twice) and one of Bob's, in one statement.
     let stored = messages::store_many(
@@ -405,7 +430,6 @@ async fn batched_writes_keep_each_rows_own_outcome() {
     };
     let answer = |lease: &Lease, answers: Vec<Uuid>, chunks: &[&str]| messages::NewReply {
         lease: *lease,
-        channel: "instagram".into(),
         answers,
         chunks: chunks.iter().map(|c| c.to_string()).collect(),
         claim_first: true,
@@ -486,9 +510,15 @@ async fn batched_writes_keep_each_rows_own_outcome() {
 async fn a_lease_taken_as_a_late_holder_lets_go_never_reads_its_work_as_undone() {
     let (_stack, pool, credential) = tenant().await;
     let first = mid();
-    let stored = messages::store(&pool, &credential, &user(), &inbound(&first, "hi", "{}"))
-        .await
-        .unwrap();
+    let stored = messages::store(
+        &pool,
+        &credential,
+        Channel::Instagram,
+        &user(),
+        &inbound(&first, "hi", "{}"),
+    )
+    .await
+    .unwrap();
     let holder = lease(stored.conversation_id);
     let held = conversations::acquire_lease(&pool, &holder, 20)
         .await

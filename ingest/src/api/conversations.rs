@@ -1,11 +1,14 @@
-//! `GET /api/conversations?customerId=`, `GET /api/conversations/{id}/messages`, and pausing or
-//! resuming the AI in one conversation (`POST /api/conversations/{id}/pause|resume`).
+//! `GET /api/conversations?customerId=`, `GET /api/conversations/{id}/messages`, a person's reply
+//! (`POST /api/conversations/{id}/messages`), and pausing or resuming the AI in one conversation
+//! (`POST /api/conversations/{id}/pause|resume`). The rules are [`crate::operator`]'s.
 
 use super::error::parse_id;
 use super::ApiError;
 use crate::app::AppState;
 use crate::store::conversations::{self, Conversation, Message};
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use axum::Json;
 use bytes::Bytes;
 use chrono::Utc;
@@ -14,9 +17,6 @@ use serde::Deserialize;
 /// Page size bounds.
 const DEFAULT_LIMIT: i64 = 50;
 const MAX_LIMIT: i64 = 500;
-
-/// A pause without a duration lasts until resumed (in practice: a century).
-const INDEFINITE_PAUSE_DAYS: i64 = 36_500;
 
 /// `?customerId=&limit=`.
 #[derive(Debug, Deserialize)]
@@ -93,9 +93,9 @@ pub async fn pause(
     } else {
         serde_json::from_slice(&body).map_err(|e| ApiError::bad_request("invalid_body", e.to_string()))?
     };
-    let span = match request.minutes {
-        None => chrono::Duration::days(INDEFINITE_PAUSE_DAYS),
-        Some(m) if (1..=525_600).contains(&m) => chrono::Duration::minutes(m),
+    let until = match request.minutes {
+        None => None,
+        Some(m) if (1..=525_600).contains(&m) => Some(Utc::now() + chrono::Duration::minutes(m)),
         Some(_) => {
             return Err(ApiError::bad_request(
                 "invalid_minutes",
@@ -103,25 +103,47 @@ pub async fn pause(
             ))
         }
     };
-    set(&state, id, Some(Utc::now() + span)).await
+    let (now, paused_until) = state.operator.pause(id, until).await?;
+    Ok(Json(
+        serde_json::json!({ "id": id, "state": now, "aiPausedUntil": paused_until }),
+    ))
 }
 
-/// Resumes the AI: the next customer message is answered.
+/// Resumes the AI: the next customer message is answered (the thread is taken back from another app).
 pub async fn resume(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let id = parse_id("id", &id)?;
-    set(&state, id, None).await
+    let resumed = state.operator.resume(id).await?;
+    Ok(Json(serde_json::json!({
+        "id": id,
+        "state": resumed.state,
+        "aiPausedUntil": null,
+        "threadTaken": resumed.thread_taken,
+    })))
 }
 
-async fn set(
-    state: &AppState,
-    id: uuid::Uuid,
-    until: Option<chrono::DateTime<Utc>>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    match conversations::set_ai_pause(state.db.pool()?, id, until).await? {
-        Some(value) => Ok(Json(serde_json::json!({ "id": id, "aiPausedUntil": value }))),
-        None => Err(ApiError::not_found("conversation")),
-    }
+/// Body of the operator-reply route.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplyRequest {
+    /// What the person answers.
+    text: String,
+}
+
+/// A person answers the customer: 202 with the stored message (and its chunks, when it is long), sent
+/// by a worker; 409 when Meta's policy forbids sending now.
+pub async fn reply(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Json<ReplyRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let id = parse_id("id", &id)?;
+    let Json(body) = body.map_err(|e| ApiError::bad_request("invalid_body", e.body_text()))?;
+    let stored = state.operator.reply(id, &body.text).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "message": stored.first(), "messages": stored })),
+    ))
 }

@@ -19,11 +19,18 @@ use axum::Router;
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/api/customers", post(customers::create))
+        .route(
+            "/api/customers/{id}",
+            get(customers::get).patch(customers::update),
+        )
         .route("/api/instagram/auth/url", post(connect::auth_url))
         .route("/api/instagram/status", get(connect::status))
         .route("/api/instagram/connection", delete(connect::disconnect))
         .route("/api/conversations", get(conversations::list))
-        .route("/api/conversations/{id}/messages", get(conversations::messages))
+        .route(
+            "/api/conversations/{id}/messages",
+            get(conversations::messages).post(conversations::reply),
+        )
         .route("/api/conversations/{id}/pause", post(conversations::pause))
         .route("/api/conversations/{id}/resume", post(conversations::resume))
         .route_layer(axum::middleware::from_fn_with_state(

@@ -50,6 +50,9 @@ pub fn config(amqp_url: &str, prefix: &str) -> IngestConfig {
         ingest_header_timeout_ms: 2_000,
         ingest_request_timeout_ms: 10_000,
         admin_token: SecretString::from(ADMIN_TOKEN.to_string()),
+        conversation: omnidm_shared::config::ConversationConfig {
+            human_pause_minutes: 60,
+        },
         connect: ConnectConfig {
             instagram_app_id: "test-app".into(),
             instagram_redirect_uri: "http://127.0.0.1:9/api/instagram/callback".into(),

@@ -26,6 +26,10 @@ pub enum ErrorClass {
     /// Meta sent the message but answered with an error (1/1357046): do not resend blindly; the echo
     /// webhook tells whether it went out.
     SentButError,
+    /// Another app owns the thread under the Handover Protocol (100/2534037 "not the thread owner",
+    /// 2018300 "another app is controlling this thread now"): a change of the conversation's state, not a
+    /// failure to retry.
+    ThreadElsewhere,
     /// Anything else we cannot fix by retrying (permissions, invalid data…).
     Permanent,
 }
@@ -40,6 +44,7 @@ impl ErrorClass {
             ErrorClass::OutsideWindow => "outside_window",
             ErrorClass::UserUnreachable => "user_unreachable",
             ErrorClass::SentButError => "sent_but_error",
+            ErrorClass::ThreadElsewhere => "thread_elsewhere",
             ErrorClass::Permanent => "permanent",
         }
     }
@@ -93,6 +98,7 @@ impl GraphError {
         match (self.code, self.error_subcode) {
             (Some(1), Some(1_357_046)) => ErrorClass::SentButError,
             (Some(190 | 102), _) => ErrorClass::TokenDead,
+            (Some(100), Some(2_534_037)) | (_, Some(2_018_300)) => ErrorClass::ThreadElsewhere,
             (Some(4 | 17 | 32 | 341 | 613 | 80001 | 80002 | 80006), _) => throttled(),
             (Some(10), Some(2_018_278 | 2_534_022)) => ErrorClass::OutsideWindow,
             (Some(10), Some(2_018_108)) | (Some(551), _) | (Some(200), Some(1_545_041)) => {
@@ -199,6 +205,14 @@ mod tests {
         assert_eq!(
             class(r#"{"error":{"code":100,"error_subcode":2534015}}"#, 400),
             ErrorClass::Permanent
+        );
+        assert_eq!(
+            class(r#"{"error":{"code":100,"error_subcode":2534037}}"#, 400),
+            ErrorClass::ThreadElsewhere
+        );
+        assert_eq!(
+            class(r#"{"error":{"code":10,"error_subcode":2018300}}"#, 400),
+            ErrorClass::ThreadElsewhere
         );
         assert_eq!(class("<html>bad gateway</html>", 502), ErrorClass::Transient);
         assert_eq!(

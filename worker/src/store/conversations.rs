@@ -1,10 +1,13 @@
-//! Conversations: upserted per (channel, account, user); a lease so one worker at a time replies; the
-//! human-takeover pause.
+//! Conversations: upserted per (channel, account, user); a lease so one worker at a time replies; and
+//! their state (who speaks: the bot, a person, another app), changed only through
+//! [`omnidm_shared::transitions`].
 
 use super::batch::only;
 use super::credentials::{Credential, CREDENTIAL_COLUMNS, CREDENTIAL_FROM};
 use super::messages::{work_rows, Work, WorkRow, WORK};
 use chrono::{DateTime, Utc};
+use omnidm_shared::states::{Channel, ConversationState};
+use omnidm_shared::transitions::HANDOFF;
 use sqlx::{FromRow, PgPool, Row};
 use std::future::Future;
 use std::time::Duration;
@@ -63,16 +66,34 @@ pub(crate) const RELAXED_COMMIT: &str = "set_config('synchronous_commit', 'off',
 /// and its work.
 #[derive(Debug, sqlx::FromRow)]
 pub struct Leased {
-    /// The human-takeover pause, if any.
+    /// Who speaks in the conversation, as stored (see [`Leased::state_now`]).
+    pub state: ConversationState,
+    /// Until when a `paused` conversation stays paused (`None`: until resumed).
     pub ai_paused_until: Option<DateTime<Utc>>,
+    /// Meta's time of the customer's newest message: Meta's messaging windows count from it.
+    pub last_inbound_at: Option<DateTime<Utc>>,
     /// Who we answer.
     pub external_user_id: String,
+    /// Where: Instagram, or the Page's Messenger.
+    #[sqlx(rename = "conversation_channel")]
+    pub channel: Channel,
     /// The account it belongs to.
     #[sqlx(flatten)]
     pub credential: Credential,
     /// What is left to answer and send, and the history, as of the moment the lease was taken.
     #[sqlx(skip)]
     pub work: Work,
+}
+
+impl Leased {
+    /// The state in force now: a pause whose time has passed is the bot's turn again (no write needed;
+    /// the next change of state overwrites it).
+    pub fn state_now(&self) -> ConversationState {
+        match (self.state, self.ai_paused_until) {
+            (ConversationState::Paused, Some(until)) if until <= Utc::now() => ConversationState::Bot,
+            (state, _) => state,
+        }
+    }
 }
 
 /// What became of an attempt to take a conversation's lease ([`take_many`]).
@@ -143,7 +164,8 @@ pub async fn take_many(pool: &PgPool, leases: Vec<Lease>, history: u32) -> sqlx:
              FROM l JOIN seen ON seen.n = l.n, {CREDENTIAL_FROM}
              WHERE cv.id = l.conversation_id AND cv.xmin = seen.version AND {LEASE_AVAILABLE}
                AND c.id = cv.credential_id AND {RELAXED_COMMIT}
-             RETURNING l.n AS leased_n, cv.id AS conversation_id, cv.ai_paused_until, cv.external_user_id, {CREDENTIAL_COLUMNS}
+             RETURNING l.n AS leased_n, cv.id AS conversation_id, cv.state, cv.ai_paused_until, cv.last_inbound_at,
+                       cv.external_user_id, cv.channel AS conversation_channel, {CREDENTIAL_COLUMNS}
          )
          SELECT seen.n, seen.free, leased.*, work.rows AS work
          FROM seen LEFT JOIN leased ON leased.leased_n = seen.n
@@ -208,14 +230,63 @@ async fn release(pool: &PgPool, lease: &Lease, condition: &str) -> sqlx::Result<
     Ok(released.rows_affected() == 1)
 }
 
-/// A human answered from the Instagram app: the AI stays quiet until `until`.
-pub async fn pause_ai(pool: &PgPool, id: Uuid, until: DateTime<Utc>) -> sqlx::Result<()> {
-    sqlx::query("UPDATE conversations SET ai_paused_until = $2, updated_at = now() WHERE id = $1")
-        .bind(id)
-        .bind(until)
-        .execute(pool)
-        .await
-        .map(drop)
+pub use omnidm_shared::transitions::{apply as transition, Change};
+
+/// The conversation between the account and `user` on `channel`, created if this is its first event
+/// (a Handover Protocol event can come before any message).
+pub async fn ensure(
+    pool: &PgPool,
+    credential: &Credential,
+    channel: Channel,
+    user: &str,
+) -> sqlx::Result<Uuid> {
+    sqlx::query_scalar(
+        "WITH created AS (
+             INSERT INTO conversations (id, customer_id, credential_id, channel, account_id, external_user_id)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (channel, account_id, external_user_id) DO NOTHING
+             RETURNING id
+         )
+         SELECT id FROM created
+         UNION ALL
+         SELECT id FROM conversations WHERE channel = $4 AND account_id = $5 AND external_user_id = $6
+         LIMIT 1",
+    )
+    .bind(Uuid::now_v7())
+    .bind(credential.customer_id)
+    .bind(credential.id)
+    .bind(channel)
+    .bind(&credential.account_id)
+    .bind(user)
+    .fetch_one(pool)
+    .await
+}
+
+/// Hands the conversation to a person (the AI called `handoff_to_human`), in one transaction: the state,
+/// the account's audit trail, and, when the business wants them, a notification in the outbox
+/// ([`super::notifications`]), so none of the three can happen without the others. Returns whether the
+/// conversation was still the bot's to hand over.
+pub async fn escalate(
+    pool: &PgPool,
+    conversation_id: Uuid,
+    credential: &Credential,
+    reason: &str,
+    notification: &serde_json::Value,
+) -> sqlx::Result<bool> {
+    let mut tx = pool.begin().await?;
+    if !transition(&mut *tx, conversation_id, &HANDOFF, Change::default()).await? {
+        return Ok(false);
+    }
+    super::credentials::record_event(
+        &mut *tx,
+        credential.id,
+        "escalated",
+        serde_json::json!({ "conversation_id": conversation_id, "reason": reason }),
+    )
+    .await?;
+    super::notifications::enqueue(&mut *tx, credential.customer_id, conversation_id, notification).await?;
+    tx.commit().await?;
+    Ok(true)
 }
 
 /// Conversations of an account with work left: unanswered inbound messages or unsent reply chunks.

@@ -5,7 +5,10 @@ use chrono::{DateTime, Utc};
 use omnidm_shared::config::MetaLogin;
 use omnidm_shared::crypto::{CryptoError, Keyring};
 use omnidm_shared::meta::graph::Host;
+use omnidm_shared::policy::ReplyPolicy;
+use omnidm_shared::states::CredentialStatus;
 use secrecy::SecretString;
+use sqlx::types::Json;
 use sqlx::PgPool;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -33,20 +36,48 @@ pub struct Credential {
     pub token_expires_at: Option<DateTime<Utc>>,
     /// When the token was issued or last refreshed.
     pub token_refreshed_at: Option<DateTime<Utc>>,
-    /// `active`, `expiring`, `reauth_required` or `disconnected`.
-    pub status: String,
+    /// Whether its token works.
+    pub status: CredentialStatus,
     /// Meta throttled this account until then.
     pub send_paused_until: Option<DateTime<Utc>>,
     /// `None` once the account was disconnected (the token is deleted, the history kept).
     access_token_enc: Option<String>,
     /// The tenant's instructions to its AI.
     pub system_prompt: String,
+    /// The tenant's overrides of the default reply policy.
+    pub reply_policy: Json<ReplyPolicy>,
+    /// What the customer is told when the conversation is handed to a person (`None`: the default).
+    pub handoff_message: Option<String>,
+    /// Whether the tenant wants its Page's Messenger DMs answered.
+    pub messenger_enabled: bool,
+    /// Whether another app's `request_thread_control` is honoured by passing it the thread.
+    pub pass_thread_on_request: bool,
 }
+
+pub use omnidm_shared::policy::DEFAULT_HANDOFF_MESSAGE;
 
 impl Credential {
     /// Whether replies may be produced and sent for this account.
     pub fn can_send(&self) -> bool {
-        matches!(self.status.as_str(), "active" | "expiring")
+        self.status.can_send()
+    }
+
+    /// The handoff message to send.
+    pub fn handoff_message(&self) -> &str {
+        self.handoff_message
+            .as_deref()
+            .map(str::trim)
+            .filter(|m| !m.is_empty())
+            .unwrap_or(DEFAULT_HANDOFF_MESSAGE)
+    }
+
+    /// The Page whose thread control we pass and take: only Page-linked (Facebook Login) accounts take
+    /// part in Meta's Handover Protocol.
+    pub fn handover_page(&self) -> Option<&str> {
+        match self.login() {
+            MetaLogin::Facebook => self.page_id.as_deref(),
+            MetaLogin::Instagram => None,
+        }
     }
 
     /// Until when sending is paused, if Meta throttled the account and the advised wait is not over
@@ -78,7 +109,8 @@ pub use omnidm_shared::crypto::token_associated_data;
 /// pass's lease statement, so taking the lease reads the account in the same round trip).
 pub(crate) const CREDENTIAL_COLUMNS: &str = "c.id, c.customer_id, c.channel, c.account_id, c.page_id,
         c.username, c.login, c.token_expires_at, c.token_refreshed_at, c.status, c.send_paused_until,
-        c.access_token_enc, cu.system_prompt";
+        c.access_token_enc, cu.system_prompt, cu.reply_policy, cu.handoff_message, cu.messenger_enabled,
+        cu.pass_thread_on_request";
 
 /// The tables [`CREDENTIAL_COLUMNS`] come from (`c` the credential, `cu` its customer).
 pub(crate) const CREDENTIAL_FROM: &str = "instagram_credentials c JOIN customers cu ON cu.id = c.customer_id";
@@ -258,7 +290,7 @@ pub async fn store_refreshed(
 pub async fn set_checked_status(
     pool: &PgPool,
     id: Uuid,
-    status: &str,
+    status: CredentialStatus,
     reason: Option<&str>,
 ) -> sqlx::Result<()> {
     let mut tx = pool.begin().await?;
@@ -275,7 +307,7 @@ pub async fn set_checked_status(
     .await?
     .rows_affected();
     if changed > 0 {
-        record_event(&mut *tx, id, status, serde_json::json!({})).await?;
+        record_event(&mut *tx, id, status.as_str(), serde_json::json!({})).await?;
     } else {
         sqlx::query("UPDATE instagram_credentials SET token_checked_at = now() WHERE id = $1")
             .bind(id)
@@ -286,7 +318,7 @@ pub async fn set_checked_status(
 }
 
 /// Connections by status, for the `worker_credentials` gauge.
-pub async fn count_by_status(pool: &PgPool) -> sqlx::Result<Vec<(String, i64)>> {
+pub async fn count_by_status(pool: &PgPool) -> sqlx::Result<Vec<(CredentialStatus, i64)>> {
     sqlx::query_as("SELECT status, count(*) FROM instagram_credentials GROUP BY status")
         .fetch_all(pool)
         .await

@@ -1,4 +1,4 @@
-//! Messages: inbound ones inserted idempotently (unique Meta id per channel), outbound chunks tracked
+//! Messages: inbound ones inserted idempotently (unique Meta id per account), outbound chunks tracked
 //! from `queued` through `sending` to `sent`/`delivered`, and the edits, deletions and reactions Meta
 //! reports on them.
 
@@ -6,18 +6,20 @@ use super::batch::only;
 use super::conversations::{Lease, LEASE_AVAILABLE, RELAXED_COMMIT, TAKE_LEASE};
 use super::credentials::Credential;
 use chrono::{DateTime, Utc};
+use omnidm_shared::policy::MessageKind;
+use omnidm_shared::states::{Author, Channel, Direction, MessageStatus};
 use sqlx::PgPool;
 use uuid::Uuid;
 
 /// A new inbound (or human-sent) message.
 #[derive(Debug)]
 pub struct NewMessage<'a> {
-    /// Meta's mid: the idempotency key.
+    /// Meta's mid: the idempotency key (unique per account).
     pub mid: &'a str,
-    /// `customer` or `human`.
-    pub author: &'a str,
-    /// The event kind (`message`, `postback`, `unsupported`…).
-    pub kind: &'a str,
+    /// The customer, or a person of the business (an echo from the app).
+    pub author: Author,
+    /// What it is, for the reply policy.
+    pub kind: MessageKind,
     /// What the AI reads.
     pub text: Option<&'a str>,
     /// The raw event as Meta sent it.
@@ -25,17 +27,17 @@ pub struct NewMessage<'a> {
     /// Meta's timestamp (ordering).
     pub meta_timestamp: DateTime<Utc>,
     /// `pending` (awaits a reply), `ignored` (recorded only), `delivered` (a human's message).
-    pub status: &'a str,
+    pub status: MessageStatus,
     /// Why, for `ignored`.
     pub status_reason: Option<&'a str>,
 }
 
 impl NewMessage<'_> {
-    fn direction(&self) -> &'static str {
-        if self.author == "customer" {
-            "inbound"
+    fn direction(&self) -> Direction {
+        if self.author == Author::Customer {
+            Direction::Inbound
         } else {
-            "outbound"
+            Direction::Outbound
         }
     }
 }
@@ -59,33 +61,39 @@ pub struct ToStore {
     account_id: String,
     external_user_id: String,
     mid: String,
-    direction: &'static str,
-    author: String,
-    kind: String,
+    direction: Direction,
+    author: Author,
+    kind: MessageKind,
     text: Option<String>,
     raw: String,
     meta_timestamp: DateTime<Utc>,
-    status: String,
+    status: MessageStatus,
     status_reason: Option<String>,
 }
 
 impl ToStore {
-    /// The message `m` of the conversation between the account and `external_user_id`.
-    pub fn new(credential: &Credential, external_user_id: &str, m: &NewMessage<'_>) -> Self {
+    /// The message `m` of the conversation between the account and `external_user_id` on `channel`
+    /// (an account linked to a Page talks on Instagram and on Messenger).
+    pub fn new(
+        credential: &Credential,
+        channel: Channel,
+        external_user_id: &str,
+        m: &NewMessage<'_>,
+    ) -> Self {
         Self {
             customer_id: credential.customer_id,
             credential_id: credential.id,
-            channel: credential.channel.clone(),
+            channel: channel.as_str().to_owned(),
             account_id: credential.account_id.clone(),
             external_user_id: external_user_id.to_owned(),
             mid: m.mid.to_owned(),
             direction: m.direction(),
-            author: m.author.to_owned(),
-            kind: m.kind.to_owned(),
+            author: m.author,
+            kind: m.kind,
             text: m.text.map(str::to_owned),
             raw: m.raw.to_owned(),
             meta_timestamp: m.meta_timestamp,
-            status: m.status.to_owned(),
+            status: m.status,
             status_reason: m.status_reason.map(str::to_owned),
         }
     }
@@ -100,10 +108,11 @@ impl ToStore {
 pub async fn store(
     pool: &PgPool,
     credential: &Credential,
+    channel: Channel,
     external_user_id: &str,
     m: &NewMessage<'_>,
 ) -> sqlx::Result<Stored> {
-    store_many(pool, vec![ToStore::new(credential, external_user_id, m)])
+    store_many(pool, vec![ToStore::new(credential, channel, external_user_id, m)])
         .await
         .and_then(only)
 }
@@ -123,14 +132,14 @@ pub async fn store_many(pool: &PgPool, rows: Vec<ToStore>) -> sqlx::Result<Vec<S
     let ids: Vec<Uuid> = rows.iter().map(|_| Uuid::now_v7()).collect();
     let order: Vec<usize> = {
         let mut order: Vec<usize> = (0..rows.len()).collect();
-        order.sort_by(|&a, &b| (&rows[a].channel, &rows[a].mid).cmp(&(&rows[b].channel, &rows[b].mid)));
+        order.sort_by(|&a, &b| (&rows[a].account_id, &rows[a].mid).cmp(&(&rows[b].account_id, &rows[b].mid)));
         order
     };
     // One row per conversation (PostgreSQL refuses to upsert a row twice in one statement): the first
     // message naming it, and the newest customer message's time.
     let mut conversations = std::collections::BTreeMap::new();
     for row in &rows {
-        let inbound = (row.direction == "inbound").then_some(row.meta_timestamp);
+        let inbound = (row.direction == Direction::Inbound).then_some(row.meta_timestamp);
         let entry: &mut (&ToStore, Option<DateTime<Utc>>) =
             conversations.entry(row.conversation_key()).or_insert((row, None));
         entry.1 = entry.1.max(inbound);
@@ -166,12 +175,12 @@ pub async fn store_many(pool: &PgPool, rows: Vec<ToStore>) -> sqlx::Result<Vec<S
                       AS i (id, channel, account_id, external_user_id, mid, direction, author, kind, text, raw,
                             meta_timestamp, status, status_reason)
              ), m AS (
-                 INSERT INTO messages (id, conversation_id, channel, external_message_id, direction, author,
-                                       kind, text, raw, meta_timestamp, status, status_reason)
-                 SELECT i.id, cv.id, i.channel, i.mid, i.direction, i.author, i.kind, i.text, i.raw::jsonb,
-                        i.meta_timestamp, i.status, i.status_reason
+                 INSERT INTO messages (id, conversation_id, channel, account_id, external_message_id, direction,
+                                       author, kind, text, raw, meta_timestamp, status, status_reason)
+                 SELECT i.id, cv.id, i.channel, i.account_id, i.mid, i.direction, i.author, i.kind, i.text,
+                        i.raw::jsonb, i.meta_timestamp, i.status, i.status_reason
                  FROM i JOIN cv ON (cv.channel, cv.account_id, cv.external_user_id) = (i.channel, i.account_id, i.external_user_id)
-                 ON CONFLICT (channel, external_message_id) DO NOTHING
+                 ON CONFLICT (account_id, external_message_id) DO NOTHING
                  RETURNING id
              )
              SELECT i.id, cv.id, m.id IS NOT NULL
@@ -190,13 +199,13 @@ pub async fn store_many(pool: &PgPool, rows: Vec<ToStore>) -> sqlx::Result<Vec<S
         .bind(pick(|r| &r.account_id))
         .bind(pick(|r| &r.external_user_id))
         .bind(pick(|r| &r.mid))
-        .bind(pick(|r| r.direction))
-        .bind(pick(|r| &r.author))
-        .bind(pick(|r| &r.kind))
+        .bind(pick(|r| r.direction.as_str()))
+        .bind(pick(|r| r.author.as_str()))
+        .bind(pick(|r| r.kind.as_str()))
         .bind(order.iter().map(|&i| rows[i].text.as_deref()).collect::<Vec<Option<&str>>>())
         .bind(pick(|r| &r.raw))
         .bind(order.iter().map(|&i| rows[i].meta_timestamp).collect::<Vec<DateTime<Utc>>>())
-        .bind(pick(|r| &r.status))
+        .bind(pick(|r| r.status.as_str()))
         .bind(order.iter().map(|&i| rows[i].status_reason.as_deref()).collect::<Vec<Option<&str>>>())
         .fetch_all(pool)
         .await?
@@ -236,55 +245,75 @@ struct ConversationColumns<'a> {
 }
 
 /// The customer deleted a message: keep the row (history), mark it, and stop it from being answered.
-pub async fn mark_deleted(pool: &PgPool, channel: &str, mid: &str) -> sqlx::Result<bool> {
+pub async fn mark_deleted(pool: &PgPool, account_id: &str, mid: &str) -> sqlx::Result<bool> {
     let r = sqlx::query(
         "UPDATE messages SET deleted_at = COALESCE(deleted_at, now()), updated_at = now(),
                 status = CASE WHEN status = 'pending' THEN 'ignored' ELSE status END,
                 status_reason = CASE WHEN status = 'pending' THEN 'deleted' ELSE status_reason END
-         WHERE channel = $1 AND external_message_id = $2",
+         WHERE account_id = $1 AND external_message_id = $2",
     )
-    .bind(channel)
+    .bind(account_id)
     .bind(mid)
     .execute(pool)
     .await?;
     Ok(r.rows_affected() > 0)
 }
 
-/// The customer edited a message: the new text is what the AI reads from now on.
-pub async fn edit(pool: &PgPool, channel: &str, mid: &str, text: &str) -> sqlx::Result<bool> {
+/// The customer edited a message at `edited_at` (Meta's time): the new text is what the AI reads from
+/// now on, unless we already hold a newer one (Meta does not promise to deliver edits in order).
+/// Returns whether the text changed.
+pub async fn edit(
+    pool: &PgPool,
+    account_id: &str,
+    mid: &str,
+    text: &str,
+    edited_at: DateTime<Utc>,
+) -> sqlx::Result<bool> {
     let r = sqlx::query(
-        "UPDATE messages SET text = $3, edited_at = now(), updated_at = now()
-         WHERE channel = $1 AND external_message_id = $2",
+        "UPDATE messages SET text = $3, edited_at = $4, updated_at = now()
+         WHERE account_id = $1 AND external_message_id = $2 AND COALESCE(edited_at, meta_timestamp) < $4",
     )
-    .bind(channel)
+    .bind(account_id)
     .bind(mid)
     .bind(text)
+    .bind(edited_at)
     .execute(pool)
     .await?;
     Ok(r.rows_affected() > 0)
 }
 
-/// Stores a reaction on the message it reacts to (one per user; an unreact removes it).
+/// Stores a customer's reaction on the message it reacts to, one per customer (`None`: the reaction was
+/// removed), at Meta's time `at`. A reaction older than the one we hold from that customer changes
+/// nothing, so redelivered and reordered reactions end in the state of the newest. Returns whether the
+/// message is ours to react to.
 pub async fn react(
     pool: &PgPool,
-    channel: &str,
+    account_id: &str,
     mid: &str,
     user: &str,
     reaction: Option<(&str, Option<&str>)>,
+    at: DateTime<Utc>,
 ) -> sqlx::Result<bool> {
-    let entry = reaction
-        .map(|(reaction, emoji)| serde_json::json!({"user": user, "reaction": reaction, "emoji": emoji}));
+    let at = at.timestamp_millis();
+    let entry = reaction.map(
+        |(reaction, emoji)| serde_json::json!({"user": user, "reaction": reaction, "emoji": emoji, "at": at}),
+    );
     let r = sqlx::query(
         "UPDATE messages
-         SET reactions = COALESCE((SELECT jsonb_agg(r) FROM jsonb_array_elements(reactions) r WHERE r->>'user' <> $3), '[]'::jsonb)
-                         || CASE WHEN $4::jsonb IS NULL THEN '[]'::jsonb ELSE jsonb_build_array($4::jsonb) END,
+         SET reactions = CASE
+                 WHEN EXISTS (SELECT 1 FROM jsonb_array_elements(reactions) r
+                              WHERE r->>'user' = $3 AND (r->>'at')::bigint > $5) THEN reactions
+                 ELSE COALESCE((SELECT jsonb_agg(r) FROM jsonb_array_elements(reactions) r WHERE r->>'user' <> $3), '[]'::jsonb)
+                      || CASE WHEN $4::jsonb IS NULL THEN '[]'::jsonb ELSE jsonb_build_array($4::jsonb) END
+             END,
              updated_at = now()
-         WHERE channel = $1 AND external_message_id = $2",
+         WHERE account_id = $1 AND external_message_id = $2",
     )
-    .bind(channel)
+    .bind(account_id)
     .bind(mid)
     .bind(user)
     .bind(entry)
+    .bind(at)
     .execute(pool)
     .await?;
     Ok(r.rows_affected() > 0)
@@ -301,6 +330,8 @@ pub struct Pending {
     pub created_at: DateTime<Utc>,
     /// What the customer wrote (or how the AI should read an attachment).
     pub text: Option<String>,
+    /// What it is, for the reply policy.
+    pub kind: MessageKind,
 }
 
 /// Marks pending messages as not to be answered (e.g. a human is handling the conversation).
@@ -316,8 +347,8 @@ pub async fn ignore_pending(pool: &PgPool, ids: &[Uuid], reason: &str) -> sqlx::
 /// One line of conversation history for the AI.
 #[derive(Debug)]
 pub struct HistoryLine {
-    /// `customer`, `ai` or `human`.
-    pub author: String,
+    /// Who said it.
+    pub author: Author,
     /// What was said.
     pub text: String,
 }
@@ -334,17 +365,19 @@ const HISTORY: &str = "h.text IS NOT NULL AND h.deleted_at IS NULL AND h.status 
 /// `messages_pending`, so every query using it is an index scan. The table alias must be `m`.
 pub(crate) const WORK: &str = "m.status IN ('pending', 'queued', 'sending')
     AND ((m.direction = 'inbound' AND m.status = 'pending' AND m.deleted_at IS NULL)
-         OR (m.direction = 'outbound' AND m.author = 'ai' AND m.status IN ('queued', 'sending')))";
+         OR (m.direction = 'outbound' AND m.status IN ('queued', 'sending')))";
 
 /// An outbound chunk not yet confirmed sent.
 #[derive(Debug, Clone)]
 pub struct Unsent {
     /// Row id.
     pub id: Uuid,
+    /// The assistant's, or a person's (an operator reply): decides the messaging type it goes with.
+    pub author: Author,
     /// The chunk's text.
     pub text: String,
     /// `queued` or `sending`.
-    pub status: String,
+    pub status: MessageStatus,
     /// Last send attempt, for `sending` chunks whose outcome is unknown.
     pub send_attempted_at: Option<DateTime<Utc>>,
     /// Marked `sending` by this pass's own [`create_reply`], not yet attempted: send it without another
@@ -370,10 +403,11 @@ pub(crate) struct WorkRow {
     /// From the work half of the query (else the history half).
     is_work: bool,
     id: Uuid,
-    direction: String,
-    author: String,
+    direction: Direction,
+    author: Author,
+    kind: String,
     text: Option<String>,
-    status: String,
+    status: MessageStatus,
     meta_timestamp: DateTime<Utc>,
     created_at: DateTime<Utc>,
     send_attempted_at: Option<DateTime<Utc>>,
@@ -384,7 +418,7 @@ pub(crate) struct WorkRow {
 /// history. `conversation` and `limit` are SQL expressions (a parameter, or a column of an outer query).
 pub(crate) fn work_rows(conversation: &str, limit: &str) -> String {
     const COLUMNS: &str =
-        "id, direction, author, text, status, meta_timestamp, created_at, send_attempted_at, chunk_index";
+        "id, direction, author, kind, text, status, meta_timestamp, created_at, send_attempted_at, chunk_index";
     format!(
         "SELECT true AS is_work, {COLUMNS} FROM messages m WHERE m.conversation_id = {conversation} AND {WORK}
          UNION ALL
@@ -422,14 +456,16 @@ impl Work {
                 })
             })
             .collect();
-        let (inbound, mut outbound): (Vec<WorkRow>, Vec<WorkRow>) =
-            work.into_iter().partition(|row| row.direction == "inbound");
+        let (inbound, mut outbound): (Vec<WorkRow>, Vec<WorkRow>) = work
+            .into_iter()
+            .partition(|row| row.direction == Direction::Inbound);
         let mut pending: Vec<Pending> = inbound
             .into_iter()
             .map(|row| Pending {
                 id: row.id,
                 meta_timestamp: row.meta_timestamp,
                 created_at: row.created_at,
+                kind: MessageKind::from_stored(&row.kind),
                 text: row.text,
             })
             .collect();
@@ -439,6 +475,7 @@ impl Work {
             .into_iter()
             .map(|row| Unsent {
                 id: row.id,
+                author: row.author,
                 text: row.text.unwrap_or_default(),
                 status: row.status,
                 send_attempted_at: row.send_attempted_at,
@@ -458,8 +495,6 @@ impl Work {
 pub struct NewReply {
     /// The pass's lease, renewed by the same statement.
     pub lease: Lease,
-    /// The account's channel.
-    pub channel: String,
     /// The inbound messages it answers.
     pub answers: Vec<Uuid>,
     /// The answer, split for sending.
@@ -479,14 +514,12 @@ pub struct NewReply {
 pub async fn create_reply(
     pool: &PgPool,
     lease: &Lease,
-    channel: &str,
     answers: &[Uuid],
     chunks: &[String],
     claim_first: bool,
 ) -> sqlx::Result<Option<Vec<Unsent>>> {
     let reply = NewReply {
         lease: *lease,
-        channel: channel.to_owned(),
         answers: answers.to_vec(),
         chunks: chunks.to_vec(),
         claim_first,
@@ -514,7 +547,6 @@ pub async fn create_replies(pool: &PgPool, replies: Vec<NewReply>) -> sqlx::Resu
         for (n, (text, id)) in reply.chunks.iter().zip(&chunk_ids[i]).enumerate() {
             chunks.reply_id.push(reply_ids[i]);
             chunks.id.push(*id);
-            chunks.channel.push(&reply.channel);
             chunks.text.push(text);
             chunks.index.push(n as i32);
             chunks.claimed.push(reply.claim_first && n == 0);
@@ -534,20 +566,20 @@ pub async fn create_replies(pool: &PgPool, replies: Vec<NewReply>) -> sqlx::Resu
              UPDATE conversations cv SET {TAKE_LEASE}
              FROM unnest($1::uuid[], $2::uuid[], $3::float8[], $4::uuid[]) AS l (conversation_id, owner, ttl, reply_id)
              WHERE cv.id = l.conversation_id AND {LEASE_AVAILABLE} AND {commit}
-             RETURNING cv.id, l.reply_id
+             RETURNING cv.id, cv.channel, cv.account_id, l.reply_id
          ), chunks AS (
-             INSERT INTO messages (id, conversation_id, channel, direction, author, kind, text, meta_timestamp,
-                                   status, send_attempted_at, reply_id, chunk_index)
-             SELECT chunk.id, lease.id, chunk.channel, 'outbound', 'ai', 'message', chunk.text, now(),
-                    CASE WHEN chunk.claimed THEN 'sending' ELSE 'queued' END,
+             INSERT INTO messages (id, conversation_id, channel, account_id, direction, author, kind, text,
+                                   meta_timestamp, status, send_attempted_at, reply_id, chunk_index)
+             SELECT chunk.id, lease.id, lease.channel, lease.account_id, 'outbound', 'ai', 'text', chunk.text,
+                    now(), CASE WHEN chunk.claimed THEN 'sending' ELSE 'queued' END,
                     CASE WHEN chunk.claimed THEN now() END,
                     chunk.reply_id, chunk.index
-             FROM unnest($5::uuid[], $6::uuid[], $7::text[], $8::text[], $9::int[], $10::bool[])
-                  AS chunk (reply_id, id, channel, text, index, claimed)
+             FROM unnest($5::uuid[], $6::uuid[], $7::text[], $8::int[], $9::bool[])
+                  AS chunk (reply_id, id, text, index, claimed)
              JOIN lease ON lease.reply_id = chunk.reply_id
          ), answered AS (
              UPDATE messages m SET status = 'answered', reply_id = a.reply_id, updated_at = now()
-             FROM unnest($11::uuid[], $12::uuid[]) AS a (reply_id, id) JOIN lease ON lease.reply_id = a.reply_id
+             FROM unnest($10::uuid[], $11::uuid[]) AS a (reply_id, id) JOIN lease ON lease.reply_id = a.reply_id
              WHERE m.id = a.id AND m.status = 'pending'
          )
          SELECT reply_id FROM lease"
@@ -558,7 +590,6 @@ pub async fn create_replies(pool: &PgPool, replies: Vec<NewReply>) -> sqlx::Resu
     .bind(ordered.iter().map(|&i| reply_ids[i]).collect::<Vec<Uuid>>())
     .bind(&chunks.reply_id)
     .bind(&chunks.id)
-    .bind(&chunks.channel)
     .bind(&chunks.text)
     .bind(&chunks.index)
     .bind(&chunks.claimed)
@@ -579,8 +610,13 @@ pub async fn create_replies(pool: &PgPool, replies: Vec<NewReply>) -> sqlx::Resu
                         let claimed = reply.claim_first && n == 0;
                         Unsent {
                             id,
+                            author: Author::Ai,
                             text: text.clone(),
-                            status: if claimed { "sending" } else { "queued" }.into(),
+                            status: if claimed {
+                                MessageStatus::Sending
+                            } else {
+                                MessageStatus::Queued
+                            },
                             send_attempted_at: None,
                             claimed,
                         }
@@ -596,7 +632,6 @@ pub async fn create_replies(pool: &PgPool, replies: Vec<NewReply>) -> sqlx::Resu
 struct ChunkColumns<'a> {
     reply_id: Vec<Uuid>,
     id: Vec<Uuid>,
-    channel: Vec<&'a str>,
     text: Vec<&'a str>,
     index: Vec<i32>,
     claimed: Vec<bool>,
@@ -690,7 +725,12 @@ pub async fn mark_sent_and_release_many(pool: &PgPool, sent: Vec<ReplySent>) -> 
 }
 
 /// Sets the status of chunks (back to `queued`, or `parked`/`failed` with a reason).
-pub async fn set_status(pool: &PgPool, ids: &[Uuid], status: &str, reason: Option<&str>) -> sqlx::Result<()> {
+pub async fn set_status(
+    pool: &PgPool,
+    ids: &[Uuid],
+    status: MessageStatus,
+    reason: Option<&str>,
+) -> sqlx::Result<()> {
     sqlx::query("UPDATE messages SET status = $2, status_reason = $3, updated_at = now() WHERE id = ANY($1)")
         .bind(ids)
         .bind(status)
@@ -703,7 +743,7 @@ pub async fn set_status(pool: &PgPool, ids: &[Uuid], status: &str, reason: Optio
 /// An echo to recognise ([`mark_echo_delivered`]).
 #[derive(Debug, Clone)]
 pub struct Echo {
-    /// The account's channel.
+    /// The conversation's channel.
     pub channel: String,
     /// The account.
     pub account_id: String,
@@ -717,8 +757,8 @@ pub struct Echo {
 
 /// Recognises an echo as one of our outbound messages and marks it: by Meta's id, or, for an echo that
 /// overtook the Send API's answer, as the oldest of our `sending` chunks with the same text in the
-/// conversation with `user`. Our AI chunks become `delivered`; a human's message is only recognised (a
-/// redelivered echo). One statement on purpose: checked in two, an echo read between them would miss
+/// conversation with `user`. Our chunks (the assistant's, and a person's sent through the operator API)
+/// become `delivered`; a person's message from the app is only recognised (a redelivered echo). One statement on purpose: checked in two, an echo read between them would miss
 /// both (the chunk turning from `sending` to `sent` in between) and be taken for a human's reply.
 /// Whichever snapshot the statement reads, it finds the chunk; if the Send API's answer is being
 /// recorded at that moment, the update waits for it and applies to the committed row.
@@ -757,13 +797,13 @@ pub async fn mark_echoes_delivered(pool: &PgPool, echoes: Vec<Echo>) -> sqlx::Re
                  -- OR, which PostgreSQL can only answer by scanning every message without a Meta id.
                  SELECT found.id FROM (
                      (SELECT m.id, 0 AS rank, m.created_at, m.chunk_index FROM messages m
-                      WHERE m.channel = e.channel AND m.external_message_id = e.mid AND m.direction = 'outbound')
+                      WHERE m.account_id = e.account_id AND m.external_message_id = e.mid AND m.direction = 'outbound')
                      UNION ALL
                      (SELECT m.id, 1, m.created_at, m.chunk_index FROM messages m
                       WHERE m.conversation_id = (SELECT c.id FROM conversations c
                                                  WHERE c.channel = e.channel AND c.account_id = e.account_id
                                                    AND c.external_user_id = e.user_id)
-                        AND m.status = 'sending' AND m.author = 'ai' AND m.direction = 'outbound'
+                        AND m.status = 'sending' AND m.direction = 'outbound'
                         AND m.external_message_id IS NULL AND m.text = e.text
                       ORDER BY m.created_at, m.chunk_index
                       LIMIT 1)
@@ -774,7 +814,7 @@ pub async fn mark_echoes_delivered(pool: &PgPool, echoes: Vec<Echo>) -> sqlx::Re
              ORDER BY t.id, e.n
          )
          UPDATE messages m
-         SET status = CASE WHEN m.author = 'ai' THEN 'delivered' ELSE m.status END,
+         SET status = CASE WHEN m.status IN ('queued', 'sending', 'sent') THEN 'delivered' ELSE m.status END,
              external_message_id = target.mid, updated_at = now()
          FROM target WHERE m.id = target.id
          RETURNING target.n",
@@ -793,7 +833,7 @@ pub async fn mark_echoes_delivered(pool: &PgPool, echoes: Vec<Echo>) -> sqlx::Re
 pub async fn has_sending(pool: &PgPool, conversation_id: Uuid) -> sqlx::Result<bool> {
     sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM messages WHERE conversation_id = $1 AND direction = 'outbound'
-                        AND author = 'ai' AND status = 'sending' AND external_message_id IS NULL)",
+                        AND status = 'sending' AND external_message_id IS NULL)",
     )
     .bind(conversation_id)
     .fetch_one(pool)
@@ -838,12 +878,12 @@ pub async fn unpark(pool: &PgPool, credential_id: Uuid) -> sqlx::Result<(u64, u6
     Ok((requeued, expired))
 }
 
-/// Whether a message with Meta's id is stored (the reconciler's "do we have it?").
-pub async fn exists(pool: &PgPool, channel: &str, mid: &str) -> sqlx::Result<bool> {
+/// Whether a message with Meta's id is stored for the account (the reconciler's "do we have it?").
+pub async fn exists(pool: &PgPool, account_id: &str, mid: &str) -> sqlx::Result<bool> {
     sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM messages WHERE channel = $1 AND external_message_id = $2)",
+        "SELECT EXISTS (SELECT 1 FROM messages WHERE account_id = $1 AND external_message_id = $2)",
     )
-    .bind(channel)
+    .bind(account_id)
     .bind(mid)
     .fetch_one(pool)
     .await

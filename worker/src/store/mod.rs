@@ -6,3 +6,4 @@ pub mod batch;
 pub mod conversations;
 pub mod credentials;
 pub mod messages;
+pub mod notifications;

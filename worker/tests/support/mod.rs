@@ -139,6 +139,9 @@ impl Stack {
             ingest_header_timeout_ms: 2_000,
             ingest_request_timeout_ms: 10_000,
             admin_token: SecretString::from(ADMIN_TOKEN.to_string()),
+            conversation: omnidm_shared::config::ConversationConfig {
+                human_pause_minutes: 60,
+            },
             connect: ConnectConfig {
                 instagram_app_id: "e2e-app".into(),
                 instagram_redirect_uri: format!("{base}/api/instagram/callback"),

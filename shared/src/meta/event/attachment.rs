@@ -16,6 +16,28 @@ pub struct Attachment {
     pub url: Option<String>,
     /// A title, when Meta gives one (shares, fallbacks, templates).
     pub title: Option<String>,
+    /// `payload.sticker_id` (Messenger): tells Meta's thumbs-up "like" stickers from other images.
+    pub sticker_id: Option<String>,
+}
+
+/// Messenger's thumbs-up "like" sticker, in its three sizes: a customer tapping it means "ok", not a
+/// question.
+const LIKE_STICKER_IDS: [&str; 3] = ["369239263222822", "369239343222814", "369239383222810"];
+
+impl Attachment {
+    /// A heart or a thumbs-up: the customer closes a turn.
+    pub fn is_like(&self) -> bool {
+        self.kind == AttachmentKind::LikeHeart
+            || self
+                .sticker_id
+                .as_deref()
+                .is_some_and(|id| LIKE_STICKER_IDS.contains(&id))
+    }
+
+    /// Any sticker (Messenger's `sticker` type, or an image that carries a sticker id).
+    pub fn is_sticker(&self) -> bool {
+        self.kind == AttachmentKind::Sticker || self.sticker_id.is_some()
+    }
 }
 
 /// An attachment's `type`. Open set: anything unknown is `Other(type)`, and a missing type is `Other("")`.
@@ -53,11 +75,13 @@ pub enum AttachmentKind {
     Fallback,
     /// `template`: a structured message (seen on echoes of our own templates).
     Template,
+    /// `like_heart`: Instagram's heart sticker.
+    LikeHeart,
     /// Any other type, as Meta spelled it; empty when the type was missing.
     Other(String),
 }
 
-const NAMED: [(&str, AttachmentKind); 16] = [
+const NAMED: [(&str, AttachmentKind); 17] = [
     ("image", AttachmentKind::Image),
     ("video", AttachmentKind::Video),
     ("audio", AttachmentKind::Audio),
@@ -74,6 +98,7 @@ const NAMED: [(&str, AttachmentKind); 16] = [
     ("sticker", AttachmentKind::Sticker),
     ("fallback", AttachmentKind::Fallback),
     ("template", AttachmentKind::Template),
+    ("like_heart", AttachmentKind::LikeHeart),
 ];
 
 impl AttachmentKind {
@@ -97,6 +122,20 @@ impl AttachmentKind {
         }
     }
 
+    /// A shared post, reel or story (not a story *mention*).
+    pub fn is_share(&self) -> bool {
+        matches!(
+            self,
+            AttachmentKind::Share
+                | AttachmentKind::IgPost
+                | AttachmentKind::Reel
+                | AttachmentKind::IgReel
+                | AttachmentKind::Story
+                | AttachmentKind::IgStory
+                | AttachmentKind::Fallback
+        )
+    }
+
     /// How the AI is told about an attachment it cannot see. Unknown types are not named, so nothing
     /// Meta-internal leaks into the conversation.
     pub fn description(&self) -> &'static str {
@@ -114,6 +153,7 @@ impl AttachmentKind {
             AttachmentKind::Sticker => "[sticker]",
             AttachmentKind::Fallback => "[shared link]",
             AttachmentKind::Template => "[template]",
+            AttachmentKind::LikeHeart => "[heart]",
             AttachmentKind::Other(_) => "[attachment]",
         }
     }
@@ -142,5 +182,6 @@ fn attachment(wire: &Object) -> Attachment {
         }),
         url: from_payload("url").or_else(|| json::text(wire, "url")),
         title: json::text(wire, "title").or_else(|| from_payload("title")),
+        sticker_id: payload.and_then(|p| json::id_member(p, "sticker_id")),
     }
 }

@@ -4,9 +4,10 @@
 //! Also what the AI reads of a message ([`InboundMessage::text_for_ai`]), because only this module knows
 //! every shape a message can take.
 
-use super::attachment::{self, Attachment};
+use super::attachment::{self, Attachment, AttachmentKind};
 use super::json::{self, Object};
 use super::EventKind;
+use crate::policy::{is_emoji_only, MessageKind};
 use serde_json::Value;
 
 /// A user's message to the business: the only input the AI answers.
@@ -60,6 +61,34 @@ pub struct EchoMessage {
 }
 
 impl InboundMessage {
+    /// What the message is for the reply policy, first match wins: a story mention; a heart or like
+    /// sticker; a story reply; a quick reply; emoji-only text; text (a caption makes a share or a photo
+    /// text); a share; another sticker; media; and nothing readable at all is unsupported.
+    pub fn kind(&self) -> MessageKind {
+        let any = |test: fn(&Attachment) -> bool| self.attachments.iter().any(test);
+        let text = self.text.as_deref().map(str::trim).filter(|t| !t.is_empty());
+        if any(|a| a.kind == AttachmentKind::StoryMention) {
+            return MessageKind::StoryMention;
+        }
+        if text.is_none() && any(Attachment::is_like) {
+            return MessageKind::Like;
+        }
+        if matches!(self.reply_to, Some(ReplyTo::Story { .. })) {
+            return MessageKind::StoryReply;
+        }
+        if self.quick_reply_payload.is_some() {
+            return MessageKind::QuickReply;
+        }
+        match text {
+            Some(text) if self.attachments.is_empty() && is_emoji_only(text) => MessageKind::Emoji,
+            Some(_) => MessageKind::Text,
+            None if any(|a| a.kind.is_share()) => MessageKind::Share,
+            None if any(Attachment::is_sticker) => MessageKind::Sticker,
+            None if !self.attachments.is_empty() => MessageKind::Media,
+            None => MessageKind::Unsupported,
+        }
+    }
+
     /// What the AI should read: the text, followed by a bracketed description of each attachment
     /// (`[image]`, `[story mention]`, `[voice message]`, `[disappearing media]`, …), prefixed with
     /// `[reply to your story] ` for a story reply. Never empty: a message with nothing readable is

@@ -92,6 +92,7 @@ fn a_story_mention_is_an_attachment_only_message() {
         kind: AttachmentKind::StoryMention,
         url: Some("<CDN_URL>".into()),
         title: None,
+        sticker_id: None,
     };
     assert_eq!(message.attachments, [mention]);
     assert_eq!(message.text_for_ai(), "[story mention]");
@@ -221,6 +222,7 @@ fn a_messenger_standby_echo_of_a_template_is_an_echo_with_its_app_id_and_attachm
         kind: AttachmentKind::Template,
         url: Some("https://www.facebook.com/commerce/update/".into()),
         title: None,
+        sticker_id: None,
     };
     assert_eq!(echo.attachments, [template]);
 }

@@ -12,6 +12,7 @@ fn message(text: Option<&str>, kinds: &[AttachmentKind], reply_to: Option<ReplyT
                 kind: kind.clone(),
                 url: None,
                 title: None,
+                sticker_id: None,
             })
             .collect(),
         reply_to,
