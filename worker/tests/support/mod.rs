@@ -23,6 +23,8 @@ pub const SECRET: &str = "e2e_app_secret";
 pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 pub const ADMIN_DB: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 pub const ADMIN_TOKEN: &str = "e2e-admin-token-0123456789abcdef";
+/// The Meta app id the sim plays and the workers are configured with (`INSTAGRAM_APP_ID`).
+pub const APP_ID: &str = "1234567890123456";
 
 pub struct Options {
     pub workers: usize,
@@ -86,6 +88,7 @@ impl Stack {
             accounts: vec![account.clone()],
             echo: options.echo,
             app_secret: Some(SECRET.into()),
+            app_id: APP_ID.into(),
             ..SimOptions::default()
         })
         .await
@@ -191,6 +194,7 @@ impl Stack {
             ("AMQP_URL", AMQP_URL.into()),
             ("QUEUE_PREFIX", self.prefix.clone()),
             ("INSTAGRAM_APP_SECRET", SECRET.into()),
+            ("INSTAGRAM_APP_ID", APP_ID.into()),
             ("META_GRAPH_URL", self.sim.graph_url()),
             ("META_INSTAGRAM_GRAPH_URL", self.sim.instagram_graph_url()),
             ("AI_BASE_URL", self.sim.ai_base_url()),
@@ -243,34 +247,53 @@ impl Stack {
     }
 
     async fn seed_tenant(&self) {
-        let pool = self.db().await;
-        sqlx::query("INSERT INTO customers (id, name, system_prompt) VALUES ($1, 'Acme', 'You are Acme''s helpful assistant.')")
-            .bind(self.customer_id)
-            .execute(&pool)
+        self.seed_customer(self.customer_id, "Acme", "You are Acme's helpful assistant.")
+            .await;
+        if self.options.seed_credential {
+            self.seed_credential(self.customer_id, self.credential_id, &self.account)
+                .await;
+        }
+    }
+
+    async fn seed_customer(&self, id: Uuid, name: &str, system_prompt: &str) {
+        sqlx::query("INSERT INTO customers (id, name, system_prompt) VALUES ($1, $2, $3)")
+            .bind(id)
+            .bind(name)
+            .bind(system_prompt)
+            .execute(&self.db().await)
             .await
             .unwrap();
+    }
+
+    /// A second business with its own connected account (the sim serves it too): returns the
+    /// customer's id and the account.
+    pub async fn seed_second_tenant(&self, name: &str, system_prompt: &str) -> (Uuid, SimAccount) {
+        let account = SimAccount::generated(rand_u32());
+        self.sim.add_account(account.clone());
+        let customer = Uuid::new_v4();
+        self.seed_customer(customer, name, system_prompt).await;
+        self.seed_credential(customer, Uuid::new_v4(), &account).await;
+        (customer, account)
+    }
+
+    async fn seed_credential(&self, customer_id: Uuid, credential_id: Uuid, account: &SimAccount) {
+        let pool = self.db().await;
         let keyring = omnidm_shared::crypto::Keyring::new(
             omnidm_shared::crypto::Key::from_base64(&self.key).unwrap(),
             vec![],
         );
-        if !self.options.seed_credential {
-            return;
-        }
-        let aad = omnidm_worker::store::credentials::token_associated_data(self.credential_id);
-        let token = keyring.encrypt(
-            &SecretString::from(self.account.page_token.clone()),
-            aad.as_bytes(),
-        );
+        let aad = omnidm_worker::store::credentials::token_associated_data(credential_id);
+        let token = keyring.encrypt(&SecretString::from(account.page_token.clone()), aad.as_bytes());
         sqlx::query(
             "INSERT INTO instagram_credentials
                  (id, customer_id, account_id, page_id, username, access_token_enc, token_key_id, connected_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, now() - make_interval(secs => $8))",
         )
-        .bind(self.credential_id)
-        .bind(self.customer_id)
-        .bind(&self.account.ig_account_id)
-        .bind(&self.account.page_id)
-        .bind(&self.account.username)
+        .bind(credential_id)
+        .bind(customer_id)
+        .bind(&account.ig_account_id)
+        .bind(&account.page_id)
+        .bind(&account.username)
         .bind(&token)
         .bind(keyring.current_key_id())
         .bind(self.options.connected_ago.as_secs_f64())
