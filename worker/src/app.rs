@@ -144,7 +144,7 @@ impl Application {
 
 async fn probe_database(pool: sqlx::PgPool, ok: Arc<AtomicBool>) {
     loop {
-        let healthy = tokio::time::timeout(Duration::from_secs(3), sqlx::query("SELECT 1").execute(&pool))
+        let healthy = tokio::time::timeout(Duration::from_secs(3), crate::store::ping(&pool))
             .await
             .is_ok_and(|r| r.is_ok());
         ok.store(healthy, Ordering::Relaxed);

@@ -3,13 +3,10 @@
 use crate::ai::AiClient;
 use crate::graph::GraphClient;
 use crate::metrics::Metrics;
-use crate::store::batch::Batcher;
-use crate::store::conversations::{self, Lease, Take};
 use crate::store::credentials::Routes;
-use crate::store::messages::{self, Echo, NewReply, ReplySent, Stored, ToStore, Unsent};
+pub use crate::store::Writes;
 use omnidm_shared::crypto::Keyring;
 use sqlx::PgPool;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
@@ -43,60 +40,6 @@ pub struct Context {
     pub routes: Arc<Routes>,
     /// The writes every DM makes, batched across this process's jobs.
     pub writes: Writes,
-}
-
-/// The writes every DM makes, each coalesced across the process's concurrent jobs into one statement
-/// (see [`crate::store::batch`]).
-#[derive(Clone)]
-pub struct Writes {
-    /// Takes conversations' leases and reads their work.
-    pub takes: Batcher<Lease, Take>,
-    /// Stores inbound (and human-sent) messages.
-    pub stores: Batcher<ToStore, Stored>,
-    /// Stores AI answers under their leases.
-    pub replies: Batcher<NewReply, Option<Vec<Unsent>>>,
-    /// Ends replies: last chunk sent, lease given back if idle.
-    pub sent: Batcher<ReplySent, bool>,
-    /// Recognises our echoes.
-    pub echoes: Batcher<Echo, bool>,
-}
-
-impl Writes {
-    /// Starts one batcher per write; leases are taken with `history` messages of context.
-    pub fn start(pool: &PgPool, metrics: &Metrics, history: u32) -> Self {
-        Self {
-            takes: batched(pool, metrics, "lease", move |pool, leases| async move {
-                conversations::take_many(&pool, leases, history).await
-            }),
-            stores: batched(pool, metrics, "store_message", |pool, rows| async move {
-                messages::store_many(&pool, rows).await
-            }),
-            replies: batched(pool, metrics, "reply", |pool, rows| async move {
-                messages::create_replies(&pool, rows).await
-            }),
-            sent: batched(pool, metrics, "reply_sent", |pool, rows| async move {
-                messages::mark_sent_and_release_many(&pool, rows).await
-            }),
-            echoes: batched(pool, metrics, "echo", |pool, rows| async move {
-                messages::mark_echoes_delivered(&pool, rows).await
-            }),
-        }
-    }
-}
-
-/// A batcher running `write` on the pool, counted under `label`.
-fn batched<I, O, W, F>(pool: &PgPool, metrics: &Metrics, label: &str, write: W) -> Batcher<I, O>
-where
-    I: Clone + Send + 'static,
-    O: Send + 'static,
-    W: Fn(PgPool, Vec<I>) -> F + Send + Sync + 'static,
-    F: Future<Output = sqlx::Result<Vec<O>>> + Send + 'static,
-{
-    let pool = pool.clone();
-    Batcher::start(
-        move |rows| write(pool.clone(), rows),
-        metrics.write_batches(label),
-    )
 }
 
 /// What became of a job. The consumer acts on it *after* it is committed: ack, delayed retry, or

@@ -5,7 +5,7 @@
 
 use crate::context::{Attempt, Context, Outcome};
 use crate::store::conversations::{self, Change};
-use crate::store::{credentials::Credential, messages};
+use crate::store::{credentials::Credential, echoes, inbound};
 use chrono::{DateTime, Utc};
 use omnidm_shared::job::JobV1;
 use omnidm_shared::meta::event::{EchoMessage, Event};
@@ -34,8 +34,7 @@ pub async fn handle(
     let user = event.recipient.as_ref().map(|user| user.as_str());
     let ours = ctx
         .writes
-        .echoes
-        .call(messages::Echo {
+        .recognise_echo(echoes::Echo {
             channel: channel.as_str().to_owned(),
             account_id: credential.account_id.clone(),
             user: user.map(str::to_owned),
@@ -52,7 +51,7 @@ pub async fn handle(
     // Our chunk may be mid-send in a conversation that exists; with no conversation, nothing is ours.
     let existing = conversations::find(&ctx.pool, channel.as_str(), &credential.account_id, user).await?;
     if let Some(conversation_id) = existing {
-        if attempt.waits < MAX_ECHO_WAITS && messages::has_sending(&ctx.pool, conversation_id).await? {
+        if attempt.waits < MAX_ECHO_WAITS && echoes::has_sending(&ctx.pool, conversation_id).await? {
             // The Send API call for one of our chunks has not returned yet: this may be its echo.
             return Ok(Outcome::Wait {
                 after: Duration::from_secs(1),
@@ -70,7 +69,7 @@ pub async fn handle(
         return Ok(Outcome::Done);
     }
     let text = echo.text.clone().unwrap_or_else(|| "[attachment]".into());
-    let human = messages::NewMessage {
+    let human = inbound::NewMessage {
         mid: &echo.mid,
         author: Author::Human,
         kind: MessageKind::Text,
@@ -82,8 +81,7 @@ pub async fn handle(
     };
     let stored = ctx
         .writes
-        .stores
-        .call(messages::ToStore::new(credential, channel, user, &human))
+        .store_message(inbound::ToStore::new(credential, channel, user, &human))
         .await?;
     if stored.inserted {
         let until = Utc::now() + ctx.human_pause;

@@ -3,7 +3,7 @@
 //! Exposed so tests can drive a single step.
 
 use crate::context::{Attempt, Context, Outcome};
-use crate::store::{credentials, messages};
+use crate::store::{credentials, inbound};
 use crate::{echo, handover, reply};
 use chrono::{DateTime, Utc};
 use omnidm_shared::job::{EventSource, JobV1};
@@ -129,12 +129,12 @@ async fn process_event(
         }
         EventKind::Handover { .. } => handover::handle(ctx, &credential, channel, event).await,
         EventKind::Deleted { mid } => {
-            messages::mark_deleted(&ctx.pool, account, mid).await?;
+            inbound::mark_deleted(&ctx.pool, account, mid).await?;
             Ok(Outcome::Done)
         }
         EventKind::Edit { mid, text, .. } => {
             if let Some(text) = text {
-                if !messages::edit(&ctx.pool, account, mid, text, to.sent_at).await? {
+                if !inbound::edit(&ctx.pool, account, mid, text, to.sent_at).await? {
                     ctx.metrics
                         .ignored
                         .with_label_values(&["edit_stale_or_unknown"])
@@ -155,7 +155,7 @@ async fn process_event(
                 ReactionAction::Unreact => None,
             };
             count_decision(ctx, MessageKind::Reaction, &Decision::Record);
-            if !messages::react(&ctx.pool, account, mid, user, value, to.sent_at).await? {
+            if !inbound::react(&ctx.pool, account, mid, user, value, to.sent_at).await? {
                 return Ok(ignore(ctx, "reaction_unknown_message"));
             }
             Ok(Outcome::Done)
@@ -203,7 +203,7 @@ impl Inbound<'_> {
         // A recovered DM (the webhook never came) older than Meta's window cannot be answered any more.
         let missed = self.job.recovered
             && self.sent_at
-                < Utc::now() - chrono::Duration::hours(i64::from(messages::MESSAGING_WINDOW_HOURS));
+                < Utc::now() - chrono::Duration::hours(omnidm_shared::meta::window::STANDARD_HOURS);
         match self.job.source {
             _ if missed => Arrival::RecordOnly("missed_outside_window"),
             EventSource::Standby => Arrival::Standby,
@@ -248,7 +248,7 @@ impl Inbound<'_> {
             Arrival::Answerable if decision == Decision::Record => Some("policy"),
             Arrival::Answerable => None,
         };
-        let new = messages::NewMessage {
+        let new = inbound::NewMessage {
             mid,
             author: Author::Customer,
             kind,
@@ -264,8 +264,7 @@ impl Inbound<'_> {
         };
         let stored = ctx
             .writes
-            .stores
-            .call(messages::ToStore::new(
+            .store_message(inbound::ToStore::new(
                 self.credential,
                 self.channel,
                 sender.as_str(),

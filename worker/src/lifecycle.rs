@@ -12,6 +12,7 @@
 use crate::context::Context;
 use crate::resume;
 use crate::store::credentials::{self, Credential};
+use crate::store::locks;
 use chrono::{Duration as Span, Utc};
 use omnidm_shared::config::MetaLogin;
 use omnidm_shared::meta::graph_error::ErrorClass;
@@ -52,23 +53,11 @@ pub async fn run(ctx: Context, interval: Duration, mut stop: watch::Receiver<boo
 /// One run: the gauge always, the checks only if this worker holds the fleet-wide lock.
 pub async fn run_once(ctx: &Context) -> sqlx::Result<bool> {
     update_gauge(ctx).await?;
-    let mut lock = ctx.pool.acquire().await?;
-    let held: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-        .bind(LOCK_KEY)
-        .fetch_one(&mut *lock)
-        .await?;
-    if !held {
+    let Some(lock) = locks::try_lock(&ctx.pool, LOCK_KEY).await? else {
         return Ok(false);
-    }
+    };
     let result = check_all(ctx).await;
-    let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
-        .bind(LOCK_KEY)
-        .execute(&mut *lock)
-        .await;
-    if unlocked.is_err() {
-        // The lock dies with the session; make sure this one is not returned to the pool holding it.
-        lock.detach();
-    }
+    lock.unlock().await;
     result?;
     update_gauge(ctx).await?;
     Ok(true)

@@ -14,7 +14,8 @@
 //! a time and spaces its calls by [`CALL_SPACING`], so the fleet never exceeds it.
 
 use crate::context::Context;
-use crate::store::{credentials, messages};
+use crate::store::reconcile as store;
+use crate::store::{credentials, inbound};
 use chrono::{DateTime, Utc};
 use lapin::BasicProperties;
 use omnidm_shared::amqp::{confirmed, Broker};
@@ -128,22 +129,7 @@ pub async fn run(
 
 /// Claims one connected account due for a check (none checked it within `interval`, nobody holds it).
 async fn claim(ctx: &Context, interval: Duration) -> sqlx::Result<Option<Uuid>> {
-    let lease = interval.max(Duration::from_secs(60));
-    sqlx::query_scalar(
-        "UPDATE instagram_credentials SET reconcile_lease_until = now() + make_interval(secs => $2)
-         WHERE id = (
-             SELECT id FROM instagram_credentials
-             WHERE status IN ('active', 'expiring')
-               AND (reconcile_lease_until IS NULL OR reconcile_lease_until < now())
-               AND (reconciled_at IS NULL OR reconciled_at < now() - make_interval(secs => $1))
-             ORDER BY reconciled_at NULLS FIRST
-             LIMIT 1 FOR UPDATE SKIP LOCKED)
-         RETURNING id",
-    )
-    .bind(interval.as_secs_f64())
-    .bind(lease.as_secs_f64())
-    .fetch_optional(&ctx.pool)
-    .await
+    store::claim(&ctx.pool, interval, interval.max(Duration::from_secs(60))).await
 }
 
 /// Why a check failed.
@@ -169,16 +155,11 @@ async fn check(
     let Some(credential) = credentials::get(&ctx.pool, credential_id).await? else {
         return Ok(());
     };
-    let (reconciled_at, last_webhook_at, connected_at): (
-        Option<DateTime<Utc>>,
-        Option<DateTime<Utc>>,
-        DateTime<Utc>,
-    ) = sqlx::query_as(
-        "SELECT reconciled_at, last_webhook_at, connected_at FROM instagram_credentials WHERE id = $1",
-    )
-    .bind(credential_id)
-    .fetch_one(&ctx.pool)
-    .await?;
+    let store::Times {
+        reconciled_at,
+        last_webhook_at,
+        connected_at,
+    } = store::times(&ctx.pool, credential_id).await?;
     let token = credential.access_token(&ctx.keyring)?;
     let host = credential.host();
     let node = credential.page_id.clone().unwrap_or_else(|| "me".to_owned());
@@ -225,7 +206,7 @@ async fn check(
     let newest_inbound = inbound.iter().map(|(_, _, at)| *at).max();
     let mut recovered = 0;
     for (from, message, at) in &inbound {
-        if messages::exists(&ctx.pool, &credential.account_id, &message.id).await? {
+        if inbound::exists(&ctx.pool, &credential.account_id, &message.id).await? {
             continue;
         }
         publish_recovered(broker, topology, &credential.account_id, from, message, *at).await?;
@@ -292,12 +273,7 @@ async fn check(
     // Marked at the end, not the start: the next check of this account (by any worker) then starts a
     // whole interval after this one's last call, which keeps the fleet within the per-account budget.
     // The listing's overlap covers what was written while this check ran.
-    sqlx::query(
-        "UPDATE instagram_credentials SET reconciled_at = now(), reconcile_lease_until = NULL WHERE id = $1",
-    )
-    .bind(credential_id)
-    .execute(&ctx.pool)
-    .await?;
+    store::checked(&ctx.pool, credential_id).await?;
     Ok(())
 }
 
@@ -347,12 +323,7 @@ async fn publish_recovered(
 /// `worker_webhook_silence_max_seconds`: the longest time since the last webhook among active accounts
 /// (since connecting, for an account that never had one).
 async fn update_silence_gauge(ctx: &Context) -> sqlx::Result<()> {
-    let seconds: Option<f64> = sqlx::query_scalar(
-        "SELECT max(extract(epoch FROM now() - COALESCE(last_webhook_at, connected_at)))::float8
-         FROM instagram_credentials WHERE status IN ('active', 'expiring')",
-    )
-    .fetch_one(&ctx.pool)
-    .await?;
+    let seconds = store::longest_silence(&ctx.pool).await?;
     ctx.metrics.webhook_silence.set(seconds.unwrap_or(0.0));
     Ok(())
 }

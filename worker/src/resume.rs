@@ -9,7 +9,7 @@
 
 use crate::context::{Context, Outcome};
 use crate::reply;
-use crate::store::{conversations, credentials, messages};
+use crate::store::{credentials, outbound, work};
 use futures_util::stream::{self, StreamExt};
 use uuid::Uuid;
 
@@ -34,7 +34,7 @@ async fn run(ctx: &Context, credential_id: Uuid) -> Result<Outcome, sqlx::Error>
         // Still (or again) unusable: the next reconnect resumes it.
         return Ok(Outcome::Done);
     }
-    let (requeued, expired) = messages::unpark(&ctx.pool, credential_id).await?;
+    let (requeued, expired) = outbound::unpark(&ctx.pool, credential_id).await?;
     if requeued + expired > 0 {
         tracing::info!(requeued, expired, "parked replies resumed");
         ctx.metrics
@@ -42,7 +42,7 @@ async fn run(ctx: &Context, credential_id: Uuid) -> Result<Outcome, sqlx::Error>
             .with_label_values(&["outside_window"])
             .inc_by(expired);
     }
-    let pending = conversations::with_unanswered(&ctx.pool, credential_id).await?;
+    let pending = work::with_unanswered(&ctx.pool, credential_id).await?;
     let outcomes: Vec<Outcome> = stream::iter(pending)
         .map(|conversation_id| reply::run(ctx, conversation_id))
         .buffer_unordered(PARALLEL_CONVERSATIONS)

@@ -8,8 +8,8 @@ mod support;
 use chrono::Utc;
 use omnidm_shared::policy::MessageKind;
 use omnidm_shared::states::{Author, Channel, MessageStatus};
-use omnidm_worker::store::conversations::{self, Lease};
-use omnidm_worker::store::{credentials, messages};
+use omnidm_worker::store::lease::{self, Lease};
+use omnidm_worker::store::{credentials, echoes, inbound, outbound, work};
 use std::time::Duration;
 use support::{mid, user, Options, Stack};
 use uuid::Uuid;
@@ -22,8 +22,8 @@ fn lease(conversation_id: Uuid) -> Lease {
     }
 }
 
-fn inbound<'a>(mid: &'a str, text: &'a str, raw: &'a str) -> messages::NewMessage<'a> {
-    messages::NewMessage {
+fn inbound<'a>(mid: &'a str, text: &'a str, raw: &'a str) -> inbound::NewMessage<'a> {
+    inbound::NewMessage {
         mid,
         author: Author::Customer,
         kind: MessageKind::Text,
@@ -63,7 +63,7 @@ async fn one_pass_at_a_time_a_lost_lease_writes_nothing_and_release_waits_for_id
     let (stack, pool, credential) = tenant().await;
     let customer = user();
     let first = mid();
-    let stored = messages::store(
+    let stored = inbound::store(
         &pool,
         &credential,
         Channel::Instagram,
@@ -75,7 +75,7 @@ async fn one_pass_at_a_time_a_lost_lease_writes_nothing_and_release_waits_for_id
     assert!(stored.inserted);
 
     // A redelivery of the same Meta message is a no-op in the same conversation.
-    let again = messages::store(
+    let again = inbound::store(
         &pool,
         &credential,
         Channel::Instagram,
@@ -89,33 +89,27 @@ async fn one_pass_at_a_time_a_lost_lease_writes_nothing_and_release_waits_for_id
 
     let a = lease(stored.conversation_id);
     let b = lease(stored.conversation_id);
-    let leased = conversations::acquire_lease(&pool, &a, 20)
-        .await
-        .unwrap()
-        .expect("free");
+    let leased = lease::acquire_lease(&pool, &a, 20).await.unwrap().expect("free");
     assert_eq!(leased.external_user_id, customer);
     assert_eq!(leased.credential.id, stack.credential_id);
     assert!(
-        conversations::acquire_lease(&pool, &b, 20)
-            .await
-            .unwrap()
-            .is_none(),
+        lease::acquire_lease(&pool, &b, 20).await.unwrap().is_none(),
         "a second pass must not take a held conversation"
     );
 
-    let work = messages::work(&pool, stored.conversation_id, 20).await.unwrap();
+    let work = work::work(&pool, stored.conversation_id, 20).await.unwrap();
     assert_eq!(work.pending.len(), 1);
     assert!(work.unsent.is_empty());
     assert!(work.history.is_empty(), "what is being answered is not history");
     assert!(
-        !conversations::release_if_idle(&pool, &a).await.unwrap(),
+        !a.release_if_idle(&pool).await.unwrap(),
         "a pending message keeps the lease"
     );
 
     // A pass whose lease is gone stores nothing: the message stays pending for the holder.
     let answers = [work.pending[0].id];
     let chunks = ["one".to_string(), "two".to_string()];
-    let lost = messages::create_reply(&pool, &b, &answers, &chunks, true)
+    let lost = outbound::create_reply(&pool, &b, &answers, &chunks, true)
         .await
         .unwrap();
     assert!(lost.is_none());
@@ -127,7 +121,7 @@ async fn one_pass_at_a_time_a_lost_lease_writes_nothing_and_release_waits_for_id
     assert_eq!(outbound, 0);
 
     // The holder stores its reply with the first chunk already claimed for sending.
-    let unsent = messages::create_reply(&pool, &a, &answers, &chunks, true)
+    let unsent = outbound::create_reply(&pool, &a, &answers, &chunks, true)
         .await
         .unwrap()
         .expect("the holder stores its reply");
@@ -140,7 +134,7 @@ async fn one_pass_at_a_time_a_lost_lease_writes_nothing_and_release_waits_for_id
         [true, false]
     );
     assert_eq!(status_of(&pool, &first).await, "answered");
-    let stored_chunks = messages::work(&pool, stored.conversation_id, 20)
+    let stored_chunks = work::work(&pool, stored.conversation_id, 20)
         .await
         .unwrap()
         .unsent;
@@ -160,28 +154,28 @@ async fn one_pass_at_a_time_a_lost_lease_writes_nothing_and_release_waits_for_id
     assert!(stored_chunks[0].send_attempted_at.is_some());
 
     // Unsent chunks keep the lease too: marking the first sent does not give it back…
-    assert!(!conversations::release_if_idle(&pool, &a).await.unwrap());
+    assert!(!a.release_if_idle(&pool).await.unwrap());
     let sent = |n: usize| format!("{first}-out-{n}");
     assert!(
-        !messages::mark_sent_and_release_if_idle(&pool, &a, unsent[0].id, &sent(0))
+        !outbound::mark_sent_and_release_if_idle(&pool, &a, unsent[0].id, &sent(0))
             .await
             .unwrap(),
         "the second chunk is still to send"
     );
     assert_eq!(status_of(&pool, &sent(0)).await, "sent");
     // …marking the last one sent does, in the same statement.
-    messages::mark_sending(&pool, unsent[1].id).await.unwrap();
+    outbound::mark_sending(&pool, unsent[1].id).await.unwrap();
     assert!(
-        !conversations::release_if_idle(&pool, &a).await.unwrap(),
+        !a.release_if_idle(&pool).await.unwrap(),
         "a chunk mid-send keeps the lease"
     );
     assert!(
-        messages::mark_sent_and_release_if_idle(&pool, &a, unsent[1].id, &sent(1))
+        outbound::mark_sent_and_release_if_idle(&pool, &a, unsent[1].id, &sent(1))
             .await
             .unwrap()
     );
     assert_eq!(status_of(&pool, &sent(1)).await, "sent");
-    let history = messages::work(&pool, stored.conversation_id, 20)
+    let history = work::work(&pool, stored.conversation_id, 20)
         .await
         .unwrap()
         .history;
@@ -193,10 +187,7 @@ async fn one_pass_at_a_time_a_lost_lease_writes_nothing_and_release_waits_for_id
         [("customer", "hi"), ("ai", "one"), ("ai", "two")],
         "oldest first, the answer in chunk order"
     );
-    assert!(conversations::acquire_lease(&pool, &b, 20)
-        .await
-        .unwrap()
-        .is_some());
+    assert!(lease::acquire_lease(&pool, &b, 20).await.unwrap().is_some());
     stack.stop().await;
 }
 
@@ -204,7 +195,7 @@ async fn one_pass_at_a_time_a_lost_lease_writes_nothing_and_release_waits_for_id
 async fn an_expired_lease_is_taken_over() {
     let (stack, pool, credential) = tenant().await;
     let message = mid();
-    let stored = messages::store(
+    let stored = inbound::store(
         &pool,
         &credential,
         Channel::Instagram,
@@ -217,22 +208,16 @@ async fn an_expired_lease_is_taken_over() {
         ttl: Duration::ZERO,
         ..lease(stored.conversation_id)
     };
-    assert!(conversations::acquire_lease(&pool, &crashed, 20)
-        .await
-        .unwrap()
-        .is_some());
+    assert!(lease::acquire_lease(&pool, &crashed, 20).await.unwrap().is_some());
     tokio::time::sleep(Duration::from_millis(20)).await;
     let next = lease(stored.conversation_id);
     assert!(
-        conversations::acquire_lease(&pool, &next, 20)
-            .await
-            .unwrap()
-            .is_some(),
+        lease::acquire_lease(&pool, &next, 20).await.unwrap().is_some(),
         "a crashed holder blocks the conversation only until its lease expires"
     );
     // The crashed holder, should it wake up, can no longer store a reply.
-    let work = messages::work(&pool, stored.conversation_id, 20).await.unwrap();
-    let late = messages::create_reply(
+    let work = work::work(&pool, stored.conversation_id, 20).await.unwrap();
+    let late = outbound::create_reply(
         &pool,
         &crashed,
         &[work.pending[0].id],
@@ -256,11 +241,11 @@ async fn last_inbound_is_metas_time_of_the_newest_message_whatever_arrives_late(
     let store = |mid: String, hours_ago: i64| {
         let (pool, credential, customer) = (&pool, &credential, &customer);
         async move {
-            let message = messages::NewMessage {
+            let message = inbound::NewMessage {
                 meta_timestamp: at(hours_ago),
                 ..inbound(&mid, "hi", "{}")
             };
-            messages::store(pool, credential, Channel::Instagram, customer, &message)
+            inbound::store(pool, credential, Channel::Instagram, customer, &message)
                 .await
                 .unwrap()
         }
@@ -295,7 +280,7 @@ async fn an_echo_racing_the_send_apis_answer_is_still_recognised_as_ours() {
     let (stack, pool, credential) = tenant().await;
     let customer = user();
     let message = mid();
-    let stored = messages::store(
+    let stored = inbound::store(
         &pool,
         &credential,
         Channel::Instagram,
@@ -305,10 +290,10 @@ async fn an_echo_racing_the_send_apis_answer_is_still_recognised_as_ours() {
     .await
     .unwrap();
     let holder = lease(stored.conversation_id);
-    conversations::acquire_lease(&pool, &holder, 20).await.unwrap();
-    let work = messages::work(&pool, stored.conversation_id, 20).await.unwrap();
+    lease::acquire_lease(&pool, &holder, 20).await.unwrap();
+    let work = work::work(&pool, stored.conversation_id, 20).await.unwrap();
     let chunks = ["hello!".to_string()];
-    let unsent = messages::create_reply(&pool, &holder, &[work.pending[0].id], &chunks, true)
+    let unsent = outbound::create_reply(&pool, &holder, &[work.pending[0].id], &chunks, true)
         .await
         .unwrap()
         .unwrap();
@@ -330,7 +315,7 @@ async fn an_echo_racing_the_send_apis_answer_is_still_recognised_as_ours() {
             echo_mid.clone(),
         );
         async move {
-            messages::mark_echo_delivered(
+            echoes::mark_echo_delivered(
                 &pool,
                 "instagram",
                 &account,
@@ -349,7 +334,7 @@ async fn an_echo_racing_the_send_apis_answer_is_still_recognised_as_ours() {
     assert_eq!(status_of(&pool, &echo_mid).await, "delivered");
 
     // A redelivery of the same echo is recognised by its id; a stranger's message is not ours.
-    assert!(messages::mark_echo_delivered(
+    assert!(echoes::mark_echo_delivered(
         &pool,
         "instagram",
         &credential.account_id,
@@ -359,7 +344,7 @@ async fn an_echo_racing_the_send_apis_answer_is_still_recognised_as_ours() {
     )
     .await
     .unwrap());
-    assert!(!messages::mark_echo_delivered(
+    assert!(!echoes::mark_echo_delivered(
         &pool,
         "instagram",
         &credential.account_id,
@@ -381,14 +366,14 @@ async fn batched_writes_keep_each_rows_own_outcome() {
     let (first, second, elsewhere) = (mid(), mid(), mid());
     let at = |hours_ago: i64| Utc::now() - chrono::Duration::hours(hours_ago);
     let row = |customer: &str, message: &str, hours_ago: i64| {
-        let new = messages::NewMessage {
+        let new = inbound::NewMessage {
             meta_timestamp: at(hours_ago),
             ..inbound(message, "hi", "{}")
         };
-        messages::ToStore::new(&credential, Channel::Instagram, customer, &new)
+        inbound::ToStore::new(&credential, Channel::Instagram, customer, &new)
     };
     // Two of Alice's messages (one of them delivered twice) and one of Bob's, in one statement.
-    let stored = messages::store_many(
+    let stored = inbound::store_many(
         &pool,
         vec![
             row(&alice, &first, 3),
@@ -417,29 +402,23 @@ async fn batched_writes_keep_each_rows_own_outcome() {
 
     // Two answers in one statement, one of them under a lease another pass has since taken.
     let (alices, bobs) = (lease(stored[0].conversation_id), lease(stored[1].conversation_id));
-    conversations::acquire_lease(&pool, &alices, 20)
-        .await
-        .unwrap()
-        .unwrap();
+    lease::acquire_lease(&pool, &alices, 20).await.unwrap().unwrap();
     let pending = |conversation_id| {
         let pool = pool.clone();
         async move {
-            let work = messages::work(&pool, conversation_id, 20).await.unwrap();
+            let work = work::work(&pool, conversation_id, 20).await.unwrap();
             work.pending.iter().map(|p| p.id).collect::<Vec<Uuid>>()
         }
     };
-    let answer = |lease: &Lease, answers: Vec<Uuid>, chunks: &[&str]| messages::NewReply {
+    let answer = |lease: &Lease, answers: Vec<Uuid>, chunks: &[&str]| outbound::NewReply {
         lease: *lease,
         answers,
         chunks: chunks.iter().map(|c| c.to_string()).collect(),
         claim_first: true,
     };
     let thief = lease(stored[1].conversation_id);
-    conversations::acquire_lease(&pool, &thief, 20)
-        .await
-        .unwrap()
-        .unwrap();
-    let created = messages::create_replies(
+    lease::acquire_lease(&pool, &thief, 20).await.unwrap().unwrap();
+    let created = outbound::create_replies(
         &pool,
         vec![
             answer(&alices, pending(alices.conversation_id).await, &["one", "two"]),
@@ -467,14 +446,14 @@ async fn batched_writes_keep_each_rows_own_outcome() {
         .execute(&pool)
         .await
         .unwrap();
-    let echo = |mid: String| messages::Echo {
+    let echo = |mid: String| echoes::Echo {
         channel: "instagram".into(),
         account_id: credential.account_id.clone(),
         user: Some(alice.clone()),
         mid,
         text: Some("same".into()),
     };
-    let ours = messages::mark_echoes_delivered(&pool, vec![echo(mid()), echo(mid())])
+    let ours = echoes::mark_echoes_delivered(&pool, vec![echo(mid()), echo(mid())])
         .await
         .unwrap();
     let delivered: i64 =
@@ -487,12 +466,12 @@ async fn batched_writes_keep_each_rows_own_outcome() {
     assert!(ours[0], "the first echo claims the oldest chunk");
 
     // Ending two replies in one statement: each lease is given back only where no work is left.
-    let sent = |lease: &Lease, id: Uuid| messages::ReplySent {
+    let sent = |lease: &Lease, id: Uuid| outbound::ReplySent {
         lease: *lease,
         id,
         mid: mid(),
     };
-    let released = messages::mark_sent_and_release_many(
+    let released = outbound::mark_sent_and_release_many(
         &pool,
         vec![sent(&thief, Uuid::new_v4()), sent(&alices, unsent[1].id)],
     )
@@ -510,7 +489,7 @@ async fn batched_writes_keep_each_rows_own_outcome() {
 async fn a_lease_taken_as_a_late_holder_lets_go_never_reads_its_work_as_undone() {
     let (_stack, pool, credential) = tenant().await;
     let first = mid();
-    let stored = messages::store(
+    let stored = inbound::store(
         &pool,
         &credential,
         Channel::Instagram,
@@ -520,7 +499,7 @@ async fn a_lease_taken_as_a_late_holder_lets_go_never_reads_its_work_as_undone()
     .await
     .unwrap();
     let holder = lease(stored.conversation_id);
-    let held = conversations::acquire_lease(&pool, &holder, 20)
+    let held = lease::acquire_lease(&pool, &holder, 20)
         .await
         .unwrap()
         .expect("free");
@@ -548,7 +527,7 @@ async fn a_lease_taken_as_a_late_holder_lets_go_never_reads_its_work_as_undone()
     let next = lease(stored.conversation_id);
     let taking = tokio::spawn({
         let pool = pool.clone();
-        async move { conversations::take_many(&pool, vec![next], 20).await.unwrap() }
+        async move { lease::take_many(&pool, vec![next], 20).await.unwrap() }
     });
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
@@ -571,13 +550,13 @@ async fn a_lease_taken_as_a_late_holder_lets_go_never_reads_its_work_as_undone()
     holder_tx.commit().await.unwrap();
     let taken = taking.await.unwrap();
     assert!(
-        matches!(taken.as_slice(), [conversations::Take::Raced]),
+        matches!(taken.as_slice(), [lease::Take::Raced]),
         "its snapshot predates the holder's answer: it must not take the lease with that work, but look \
          again, got {taken:?}"
     );
 
     // Taken again, with a snapshot that holds the answer: nothing is left to do.
-    let again = conversations::acquire_lease(&pool, &next, 20)
+    let again = lease::acquire_lease(&pool, &next, 20)
         .await
         .unwrap()
         .expect("free now");
@@ -592,23 +571,14 @@ async fn a_lease_taken_as_a_late_holder_lets_go_never_reads_its_work_as_undone()
         .execute(&pool)
         .await
         .unwrap();
-    let both = conversations::take_many(&pool, vec![a, b], 20).await.unwrap();
-    let held = both
-        .iter()
-        .filter(|t| matches!(t, conversations::Take::Held(_)))
-        .count();
-    let raced = both
-        .iter()
-        .filter(|t| matches!(t, conversations::Take::Raced))
-        .count();
+    let both = lease::take_many(&pool, vec![a, b], 20).await.unwrap();
+    let held = both.iter().filter(|t| matches!(t, lease::Take::Held(_))).count();
+    let raced = both.iter().filter(|t| matches!(t, lease::Take::Raced)).count();
     assert_eq!((held, raced), (1, 1), "got {both:?}");
-    let loser = if matches!(both[0], conversations::Take::Held(_)) {
+    let loser = if matches!(both[0], lease::Take::Held(_)) {
         b
     } else {
         a
     };
-    assert!(conversations::acquire_lease(&pool, &loser, 20)
-        .await
-        .unwrap()
-        .is_none());
+    assert!(lease::acquire_lease(&pool, &loser, 20).await.unwrap().is_none());
 }

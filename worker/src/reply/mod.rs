@@ -1,0 +1,237 @@
+//! The reply pass for one conversation: under its lease, answer every pending inbound message (a burst
+//! merged into one AI call, in Meta-timestamp order), then send the answer chunk by chunk.
+//!
+//! Who speaks decides first: only a conversation in the `bot` state is answered, and within it the
+//! reply policy decides per message kind (the AI, a fixed text, or nothing). The AI may hand the
+//! conversation to a person instead of answering (`handoff_to_human`).
+//!
+//! Nothing is held open across the AI call but the lease row, which expires on its own if this worker
+//! dies. The AI's answer is committed as `queued` chunks *before* sending, so a crash after that point
+//! resumes sending instead of asking the AI again, and each chunk is marked `sending` before Meta is
+//! called so its echo is recognised even if it overtakes the Send API's answer.
+
+use crate::ai::{AiError, Answer};
+use crate::chunk;
+use crate::context::{Context, Outcome};
+use crate::store::lease::Lease;
+use crate::store::{outbound, work};
+use chrono::Utc;
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+mod escalate;
+mod pass_state;
+mod plan;
+mod send;
+
+use escalate::{escalate, pass_to_inbox, Escalating};
+use pass_state::{Account, Overhead};
+use plan::{prompt, Plan};
+use send::{send_all, Sending, Sent};
+
+/// Runs the reply pass and always gives the lease back.
+#[tracing::instrument(name = "reply", skip_all, fields(%conversation_id))]
+pub async fn run(ctx: &Context, conversation_id: Uuid) -> Outcome {
+    let mut clock = Overhead::start();
+    // The lease belongs to this pass, not to the process: concurrent jobs of one worker must exclude
+    // each other as much as jobs of different workers do.
+    let lease = Lease::for_pass(conversation_id, ctx.lease);
+    let outcome = match pass(ctx, &lease, &mut clock).await {
+        Ok(Ending::LetGo(outcome)) => outcome,
+        Ok(Ending::Holding(outcome)) => {
+            give_back(ctx, &lease).await;
+            outcome
+        }
+        Err(error) => {
+            // Perhaps held: giving back a lease that is not ours changes nothing.
+            give_back(ctx, &lease).await;
+            error.into()
+        }
+    };
+    ctx.metrics.reply_overhead.observe(clock.total().as_secs_f64());
+    outcome
+}
+
+async fn give_back(ctx: &Context, lease: &Lease) {
+    if let Err(error) = lease.release(&ctx.pool).await {
+        tracing::warn!(%error, "cannot release conversation lease; it will expire");
+    }
+}
+
+/// How a pass ended, as far as its lease goes: each way out says whether it still holds the lease, so
+/// [`run`] gives it back exactly when it must.
+enum Ending {
+    /// The lease is not ours: given back with the pass's last write, lost to a faster pass, or never
+    /// taken.
+    LetGo(Outcome),
+    /// Still ours, to give back.
+    Holding(Outcome),
+}
+
+/// Another pass holds the conversation; it will see our message, or we come back.
+fn busy() -> Outcome {
+    Outcome::Wait {
+        after: Duration::from_secs(1),
+        reason: "conversation_busy",
+    }
+}
+
+/// The pass proper.
+///
+/// A reply for one new message costs three statements, each shared with the process's other jobs
+/// ([`crate::context::Writes`]): the lease with the account, the work list and the history; storing
+/// the reply with its first chunk claimed for sending; and marking that chunk sent together with giving
+/// the lease back if nothing else came.
+async fn pass(ctx: &Context, lease: &Lease, clock: &mut Overhead) -> Result<Ending, sqlx::Error> {
+    use Ending::{Holding, LetGo};
+    loop {
+        let Some(leased) = ctx.writes.take(*lease).await? else {
+            return Ok(LetGo(busy()));
+        };
+        let state = leased.state_now();
+        let last_inbound = leased.last_inbound_at;
+        let recipient = leased.external_user_id.clone();
+        let mut account = Account::read_now(leased.credential.clone());
+        let work::Work {
+            pending,
+            unsent,
+            history,
+        } = leased.work;
+        let sending = Sending {
+            lease,
+            recipient: &recipient,
+            conversation_id: lease.conversation_id,
+            last_inbound,
+        };
+        if !unsent.is_empty() {
+            match send_all(ctx, &sending, &mut account, &unsent, clock).await? {
+                Sent::All(last) => {
+                    if let Some(last) = last {
+                        outbound::mark_sent(&ctx.pool, last.id, &last.mid).await?;
+                    }
+                    continue;
+                }
+                Sent::Stopped(outcome) => return Ok(Holding(outcome)),
+            }
+        }
+        let Some(newest) = pending.iter().map(|p| p.created_at).max() else {
+            if lease.release_if_idle(&ctx.pool).await? {
+                return Ok(LetGo(Outcome::Done));
+            }
+            // A message arrived since the work list was read: it is ours to answer.
+            continue;
+        };
+        if let Some(reason) = state.quiet_reason() {
+            // A person or another app has the conversation: stored, not answered.
+            let ids: Vec<Uuid> = pending.iter().map(|p| p.id).collect();
+            work::ignore_pending(&ctx.pool, &ids, reason).await?;
+            ctx.metrics
+                .ignored
+                .with_label_values(&[reason])
+                .inc_by(ids.len() as u64);
+            return Ok(Holding(Outcome::Done));
+        }
+        if !account.credential.can_send() {
+            // Parked: stored and pending; answered once the account is reconnected.
+            ctx.metrics
+                .ignored
+                .with_label_values(&["account_needs_reauth"])
+                .inc();
+            return Ok(Holding(Outcome::Done));
+        }
+        let quiet_until = newest + ctx.debounce;
+        let now = Utc::now();
+        if quiet_until > now {
+            // A burst may still be arriving: wait for it to settle, then look again.
+            let wait = (quiet_until - now).to_std().unwrap_or_default();
+            clock.pause(tokio::time::sleep(wait)).await;
+            continue;
+        }
+        let plan = Plan::of(&account.credential, &pending);
+        if !plan.recorded.is_empty() {
+            // The business changed its policy since these were stored.
+            work::ignore_pending(&ctx.pool, &plan.recorded, "policy").await?;
+        }
+        if plan.answered.is_empty() {
+            continue;
+        }
+        let mut texts = plan.fixed.clone();
+        let mut handoff = None;
+        if !plan.for_ai.is_empty() {
+            let prompt = prompt(&account.credential.system_prompt, history, &plan.for_ai);
+            let started = Instant::now();
+            let answer = clock.pause(ctx.ai.complete(&prompt)).await;
+            ctx.metrics.ai_duration.observe(started.elapsed().as_secs_f64());
+            match answer {
+                Ok(Answer::Text(answer)) => texts.push(answer),
+                Ok(Answer::Handoff { reason }) => {
+                    // The person's words, not the AI's: nothing the AI wrote goes out.
+                    texts = vec![account.credential.handoff_message().to_owned()];
+                    handoff = Some(reason);
+                }
+                Err(error) => {
+                    let kind = if matches!(error, AiError::Transient(_)) {
+                        "transient"
+                    } else {
+                        "permanent"
+                    };
+                    ctx.metrics.ai_errors.with_label_values(&[kind]).inc();
+                    return Ok(Holding(Outcome::Failed {
+                        reason: "ai",
+                        detail: error.to_string(),
+                    }));
+                }
+            }
+        }
+        let chunks: Vec<String> = texts
+            .iter()
+            .flat_map(|text| chunk::split(text, chunk::MAX_CHUNK_BYTES))
+            .collect();
+        account.refresh(&ctx.pool).await?;
+        let claim_first = account.credential.can_send() && account.credential.send_paused().is_none();
+        let reply = outbound::NewReply {
+            lease: *lease,
+            answers: plan.answered.clone(),
+            chunks,
+            claim_first,
+        };
+        let Some(unsent) = ctx.writes.create_reply(reply).await? else {
+            // Our lease expired during a very slow AI call and another pass took over: let it answer.
+            return Ok(LetGo(busy()));
+        };
+        ctx.metrics.replies.inc();
+        if let Some(reason) = &handoff {
+            escalate(
+                ctx,
+                &Escalating {
+                    conversation_id: lease.conversation_id,
+                    credential: &account.credential,
+                    recipient: &recipient,
+                    channel: leased.channel,
+                },
+                reason,
+            )
+            .await?;
+        }
+        let oldest = pending.iter().map(|p| p.meta_timestamp).min();
+        match send_all(ctx, &sending, &mut account, &unsent, clock).await? {
+            Sent::All(last) => {
+                if let Some(oldest) = oldest {
+                    let latency = (Utc::now() - oldest).to_std().unwrap_or_default();
+                    ctx.metrics.reply_latency.observe(latency.as_secs_f64());
+                }
+                if let Some(reason) = &handoff {
+                    pass_to_inbox(ctx, &account.credential, &recipient, reason).await;
+                }
+                let released = match last {
+                    Some(last) => ctx.writes.finish_reply(last).await?,
+                    None => lease.release_if_idle(&ctx.pool).await?,
+                };
+                if released {
+                    return Ok(LetGo(Outcome::Done));
+                }
+            }
+            Sent::Stopped(outcome) => return Ok(Holding(outcome)),
+        }
+    }
+}
