@@ -66,15 +66,18 @@ impl LocalStack {
         let account = SimAccount::generated(1);
         let ingest_base = format!("http://{}", options.ingest_addr);
         let webhook_url = format!("{ingest_base}/api/webhooks/instagram");
-        let sim = Sim::start(SimOptions {
+        let sim_options = SimOptions {
             accounts: vec![account.clone()],
             oauth_accounts: Some(vec![account.clone()]),
             echo: EchoMode::AfterResponse,
             echo_webhook_url: Some(webhook_url.clone()),
             app_secret: Some(SECRET.into()),
             ..SimOptions::default()
-        })
-        .await?;
+        };
+        // The app the sim plays is the one ingest and the workers are configured as: its echoes carry
+        // that app id, as Meta's carry ours.
+        let app_id = sim_options.app_id.clone();
+        let sim = Sim::start(sim_options).await?;
         let database = DatabaseConfig {
             database_url: SecretString::from(options.database_url.clone()),
             database_max_connections: 2,
@@ -99,7 +102,7 @@ impl LocalStack {
             ("ENCRYPTION_KEY", generate_key_base64()),
             ("INGEST_ADDR", options.ingest_addr.clone()),
             ("ADMIN_TOKEN", ADMIN_TOKEN.into()),
-            ("INSTAGRAM_APP_ID", "demo-app-id".into()),
+            ("INSTAGRAM_APP_ID", app_id),
             (
                 "INSTAGRAM_REDIRECT_URI",
                 format!("{ingest_base}/api/instagram/callback"),
