@@ -48,18 +48,28 @@ pub(crate) fn routes() -> Router<Arc<SimState>> {
 struct CompletionRequest {
     model: String,
     messages: Vec<WireMessage>,
-    /// `[{"type":"function","function":{"name",...}}]`; `null` is taken as none.
+    /// `[{"type":"function","function":{"name",...}}]`; `null` is taken as none. Only the names are
+    /// read: the rest (descriptions, parameter schemas) is skipped, not built into a tree, since every
+    /// request of a benchmark carries it.
     #[serde(default)]
-    tools: Option<Vec<Value>>,
+    tools: Option<Vec<WireTool>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireTool {
+    #[serde(default)]
+    function: Option<WireFunction>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireFunction {
+    #[serde(default)]
+    name: Option<String>,
 }
 
 /// The names of the function tools offered, in order.
-fn tool_names(tools: &[Value]) -> Vec<String> {
-    tools
-        .iter()
-        .filter_map(|t| t.get("function")?.get("name")?.as_str())
-        .map(str::to_string)
-        .collect()
+fn tool_names(tools: Vec<WireTool>) -> Vec<String> {
+    tools.into_iter().filter_map(|t| t.function?.name).collect()
 }
 
 #[derive(Debug, Deserialize)]
@@ -138,7 +148,7 @@ async fn chat_completions(State(state): State<Arc<SimState>>, headers: HeaderMap
                 .into_iter()
                 .map(WireMessage::into_chat)
                 .collect::<Vec<_>>(),
-            tool_names(request.tools.as_deref().unwrap_or_default()),
+            tool_names(request.tools.unwrap_or_default()),
         ),
         Err(error) => {
             state.records.ai(|| AiRequest {
@@ -291,10 +301,10 @@ mod tests {
 
     #[test]
     fn offered_tool_names_are_read_from_the_function_objects() {
-        let tools: Vec<Value> = serde_json::from_str(
+        let tools: Vec<WireTool> = serde_json::from_str(
             r#"[{"type":"function","function":{"name":"handoff_to_human","parameters":{}}},{"type":"x"}]"#,
         )
         .unwrap();
-        assert_eq!(tool_names(&tools), vec![HANDOFF_TOOL.to_string()]);
+        assert_eq!(tool_names(tools), vec![HANDOFF_TOOL.to_string()]);
     }
 }

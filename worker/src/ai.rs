@@ -6,6 +6,8 @@ use backon::{ExponentialBuilder, Retryable};
 use omnidm_shared::config::AiConfig;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 /// One message of the conversation as the AI sees it.
@@ -58,7 +60,7 @@ pub const HANDOFF_TOOL: &str = "handoff_to_human";
 struct Request<'a> {
     model: &'a str,
     messages: &'a [ChatMessage],
-    tools: serde_json::Value,
+    tools: &'a RawValue,
 }
 
 #[derive(Deserialize)]
@@ -93,8 +95,15 @@ struct FunctionCall {
     arguments: String,
 }
 
-/// The `tools` member of every request.
-fn tools() -> serde_json::Value {
+/// The `tools` member of every request, serialised once: it is the same for every request.
+fn tools() -> &'static RawValue {
+    static TOOLS: OnceLock<Box<RawValue>> = OnceLock::new();
+    TOOLS.get_or_init(|| {
+        serde_json::value::to_raw_value(&tool_definitions()).expect("a JSON value serialises")
+    })
+}
+
+fn tool_definitions() -> serde_json::Value {
     serde_json::json!([{
         "type": "function",
         "function": {

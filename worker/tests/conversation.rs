@@ -387,6 +387,25 @@ async fn the_handover_protocol_moves_the_thread_and_we_never_send_into_another_a
         .await
     );
 
+    // A customer's message on the standby channel: another app has the thread; recorded, not answered.
+    let bystander = user();
+    let standby_mid = mid();
+    let account = stack.account.ig_account_id.clone();
+    let standby = body(
+        "instagram",
+        &account,
+        json!({"sender": {"id": bystander}, "recipient": {"id": account}, "timestamp": now_ms(),
+               "message": {"mid": standby_mid, "text": "hello?"}}),
+        true,
+    );
+    assert_eq!(stack.post(standby).await, 200);
+    assert!(until_status(&stack, &standby_mid, "ignored").await);
+    assert_eq!(
+        row(&stack, &standby_mid).await.unwrap().1.as_deref(),
+        Some("standby")
+    );
+    assert_eq!(state(&stack, &bystander).await.as_deref(), Some("elsewhere"));
+
     // A thread we did not hear about: Meta refuses the send, and that is a state, not a retry.
     let stranger = user();
     stack
