@@ -537,7 +537,7 @@ async fn an_operator_reply_goes_out_under_metas_windows_pauses_the_bot_and_its_e
 }
 
 #[tokio::test]
-async fn a_postback_without_mid_replayed_and_an_older_edit_change_nothing() {
+async fn a_replayed_postback_without_mid_a_late_older_edit_and_reordered_reactions_change_nothing() {
     let stack = Stack::start(Options::default()).await;
     let customer = user();
     let account = stack.account.ig_account_id.clone();
@@ -586,6 +586,42 @@ async fn a_postback_without_mid_replayed_and_an_older_edit_change_nothing() {
         "I want size 42",
         "an older edit delivered late does not win"
     );
+
+    // Reactions: the newest wins whatever order they arrive in, and a redelivery changes nothing.
+    let reaction = |action: &str, at: i64| {
+        json!({"sender": {"id": customer}, "recipient": {"id": account}, "timestamp": at,
+               "reaction": {"mid": edited, "action": action, "reaction": "love", "emoji": "❤️"}})
+    };
+    let reactions = || async {
+        sqlx::query_scalar::<_, Value>("SELECT reactions FROM messages WHERE external_message_id = $1")
+            .bind(&edited)
+            .fetch_one(&stack.db().await)
+            .await
+            .unwrap()
+    };
+    let now = now_ms();
+    for event in [
+        reaction("react", now),
+        reaction("react", now),
+        reaction("unreact", now - 3_000),
+    ] {
+        assert_eq!(stack.post(body("instagram", &account, event, false)).await, 200);
+    }
+    assert!(
+        eventually(WAIT, || async {
+            reactions().await.as_array().is_some_and(|r| r.len() == 1)
+        })
+        .await
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        reactions().await[0]["reaction"],
+        "love",
+        "an older unreact delivered late does not win"
+    );
+    let unreact = reaction("unreact", now + 1_000);
+    assert_eq!(stack.post(body("instagram", &account, unreact, false)).await, 200);
+    assert!(eventually(WAIT, || async { reactions().await == json!([]) }).await);
     stack.stop().await;
 }
 
