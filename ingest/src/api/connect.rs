@@ -9,6 +9,7 @@ use crate::store::connections::{self, AccountEvent, Connection};
 use axum::extract::{Query, State};
 use axum::response::Redirect;
 use axum::Json;
+use omnidm_shared::states::CredentialStatus;
 use serde::{Deserialize, Serialize};
 
 /// Body of `POST /api/instagram/auth/url`.
@@ -67,7 +68,7 @@ pub struct Status {
     /// The primary account's handle (the first connected one), for the seed's single-account view.
     username: Option<String>,
     /// The primary account's status, or `disconnected` when there is none.
-    status: String,
+    status: CredentialStatus,
     accounts: Vec<AccountStatus>,
 }
 
@@ -93,15 +94,16 @@ pub async fn status(
     }
     let connections = connections::for_customer(pool, customer).await?;
     let mut events = connections::recent_events(pool, customer, 10).await?;
-    let primary = connections
-        .iter()
-        .find(|c| c.is_connected())
-        .or_else(|| connections.iter().find(|c| c.status != "disconnected"));
+    let primary = connections.iter().find(|c| c.is_connected()).or_else(|| {
+        connections
+            .iter()
+            .find(|c| c.status != CredentialStatus::Disconnected)
+    });
     let status = Status {
         customer_id: customer,
         connected: connections.iter().any(Connection::is_connected),
         username: primary.and_then(|c| c.username.clone()),
-        status: primary.map_or_else(|| "disconnected".to_owned(), |c| c.status.clone()),
+        status: primary.map_or(CredentialStatus::Disconnected, |c| c.status),
         accounts: connections
             .into_iter()
             .map(|connection| {

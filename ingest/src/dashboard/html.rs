@@ -2,6 +2,7 @@
 
 use crate::store::connections::Connection;
 use crate::store::customers::Customer;
+use omnidm_shared::states::CredentialStatus;
 use std::fmt::Write;
 
 /// Escapes text for HTML element content and double-quoted attributes.
@@ -122,7 +123,10 @@ pub fn integrations(customer: &Customer, accounts: &[Connection], banner: String
         escape(csrf)
     );
     let mut cards = String::new();
-    for account in accounts.iter().filter(|a| a.status != "disconnected") {
+    for account in accounts
+        .iter()
+        .filter(|a| a.status != CredentialStatus::Disconnected)
+    {
         let handle = account
             .username
             .as_deref()
@@ -163,8 +167,8 @@ pub fn integrations(customer: &Customer, accounts: &[Connection], banner: String
              <button class=\"danger\" type=\"submit\" id=\"disconnect-{account_id}\">Disconnect</button></form></section>",
             account_id = escape(&account.account_id),
             handle = escape(&handle),
-            status = escape(&account.status),
-            status_text = escape(&account.status.replace('_', " ")),
+            status = escape(account.status.as_str()),
+            status_text = escape(&account.status.as_str().replace('_', " ")),
             connected = account.connected_at.format("%B %-d, %Y"),
         );
     }

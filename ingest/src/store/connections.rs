@@ -6,6 +6,7 @@ use omnidm_shared::account_events;
 use omnidm_shared::config::MetaLogin;
 use omnidm_shared::crypto::{token_associated_data, CryptoError, Keyring};
 use omnidm_shared::meta::login::ConnectedAccount;
+use omnidm_shared::states::CredentialStatus;
 use secrecy::SecretString;
 use serde::Serialize;
 use sqlx::PgPool;
@@ -31,7 +32,7 @@ pub struct Stored {
     /// The credential row.
     pub id: Uuid,
     /// The account's status before, if it existed (a reconnect).
-    pub previous_status: Option<String>,
+    pub previous_status: Option<CredentialStatus>,
 }
 
 /// Stores every account of one login in one transaction: all or nothing, so a failure leaves no
@@ -46,7 +47,7 @@ pub async fn store_login(
     let mut tx = pool.begin().await?;
     let mut stored = Vec::with_capacity(accounts.len());
     for account in accounts {
-        let existing: Option<(Uuid, Uuid, String)> = sqlx::query_as(
+        let existing: Option<(Uuid, Uuid, CredentialStatus)> = sqlx::query_as(
             "SELECT id, customer_id, status FROM instagram_credentials WHERE account_id = $1 FOR UPDATE",
         )
         .bind(&account.account_id)
@@ -144,7 +145,7 @@ pub struct Connection {
     /// `facebook` or `instagram`.
     pub login: String,
     /// `active`, `expiring`, `reauth_required` or `disconnected`.
-    pub status: String,
+    pub status: CredentialStatus,
     /// Why the status is what it is (Meta's error for `reauth_required`).
     pub status_reason: Option<String>,
     /// When it was (last) connected.
@@ -162,7 +163,7 @@ pub struct Connection {
 impl Connection {
     /// Whether DMs are being answered for it.
     pub fn is_connected(&self) -> bool {
-        matches!(self.status.as_str(), "active" | "expiring")
+        self.status.can_send()
     }
 }
 
