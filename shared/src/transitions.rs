@@ -142,15 +142,22 @@ pub struct Change<'a> {
     pub thread_owner: Option<&'a str>,
 }
 
-/// Applies `transition` to the conversation if its state allows; returns whether it changed. One statement, guarded by the states
-/// it may come from, so a racing change of state is never undone.
+/// The state in force, as SQL over a `conversations` row: a pause whose time has passed is the bot's turn
+/// again (it is not rewritten when it expires). Readers and [`apply`] all use it, so an expired pause
+/// never blocks a change that applies to `bot`.
+pub const STATE_NOW: &str =
+    "CASE WHEN state = 'paused' AND ai_paused_until <= now() THEN 'bot' ELSE state END";
+
+/// Applies `transition` to the conversation if its state in force ([`STATE_NOW`]) allows; returns
+/// whether it changed. One statement, guarded by the states it may come from, so a racing change of
+/// state is never undone.
 pub async fn apply(
     executor: impl sqlx::PgExecutor<'_>,
     id: Uuid,
     transition: &Transition,
     change: Change<'_>,
 ) -> sqlx::Result<bool> {
-    let changed = sqlx::query(
+    let changed = sqlx::query(&format!(
         "UPDATE conversations SET state = $2, state_reason = $3, state_changed_at = now(), updated_at = now(),
              ai_paused_until = CASE
                  WHEN $2 <> 'paused' THEN NULL
@@ -158,8 +165,8 @@ pub async fn apply(
                  WHEN $6 AND state = 'paused' THEN GREATEST(ai_paused_until, $4)
                  ELSE $4 END,
              thread_owner_app_id = CASE WHEN $2 = 'elsewhere' THEN $5 END
-         WHERE id = $1 AND state = ANY($7)",
-    )
+         WHERE id = $1 AND ({STATE_NOW}) = ANY($7)"
+    ))
     .bind(id)
     .bind(transition.to)
     .bind(transition.cause)

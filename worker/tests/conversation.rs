@@ -772,3 +772,41 @@ async fn two_businesses_whose_accounts_write_to_each_other_never_cross_talk() {
     assert_eq!(bolt_conversations, 6);
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn a_pause_that_has_run_out_is_the_bots_turn_for_every_change_of_state() {
+    let stack = Stack::start(Options::default()).await;
+    let customer = user();
+    stack.dm(&customer, &mid(), "hello", now_ms()).await;
+    stack.sim.wait_for_sent(1, WAIT).await.expect("answered");
+    let id = conversation_id(&stack, &customer).await;
+    // A person answered an hour ago; their pause ran out since.
+    sqlx::query(
+        "UPDATE conversations SET state = 'paused', state_reason = 'human_reply',
+             ai_paused_until = now() - interval '1 minute' WHERE id = $1",
+    )
+    .bind(id)
+    .execute(&stack.db().await)
+    .await
+    .unwrap();
+    let (status, listed) = stack
+        .admin(
+            reqwest::Method::GET,
+            &format!("/api/conversations?customerId={}", stack.customer_id),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(listed["conversations"][0]["state"], "bot", "shown as the bot's");
+    stack
+        .dm(&customer, &mid(), "can I talk to a human?", now_ms())
+        .await;
+    assert!(
+        eventually(WAIT, || async {
+            state(&stack, &customer).await.as_deref() == Some("escalated")
+        })
+        .await,
+        "the handoff applies as it would to a conversation in the bot state"
+    );
+    stack.stop().await;
+}

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use omnidm_shared::states::{Channel, ConversationState, CredentialStatus};
-use omnidm_shared::transitions::{self, Change, Transition};
+use omnidm_shared::transitions::{self, Change, Transition, STATE_NOW};
 use serde::Serialize;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -105,9 +105,6 @@ pub async fn messages(pool: &PgPool, conversation_id: Uuid, limit: i64) -> sqlx:
     .fetch_all(pool)
     .await
 }
-
-/// The state in force: a pause whose time has passed is the bot's turn again.
-const STATE_NOW: &str = "CASE WHEN state = 'paused' AND ai_paused_until <= now() THEN 'bot' ELSE state END";
 
 /// What an operator's action needs of a conversation and its account.
 #[derive(Debug, sqlx::FromRow)]
