@@ -136,6 +136,14 @@ impl Metrics {
             &["outcome"],
         )
         .expect("valid metric");
+        // Series exist at zero from the start, so dashboards and `rate()` see a baseline.
+        use omnidm_shared::transitions::{OPERATOR_PAUSE, OPERATOR_REPLY, RESUME};
+        for cause in [OPERATOR_PAUSE.cause, RESUME.cause, OPERATOR_REPLY.cause] {
+            transitions.with_label_values(&[cause]);
+        }
+        for outcome in ["queued", "unavailable", "outside_window", "thread_elsewhere"] {
+            operator_replies.with_label_values(&[outcome]);
+        }
         for collector in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(request_duration.clone()),

@@ -307,18 +307,26 @@ impl Metrics {
                 "worker_conversations_paused_total",
                 "Conversations where a human answered and the AI paused.",
             ),
-            policy: labelled(
-                &r,
-                "worker_policy_decisions_total",
-                "New customer messages by kind and what the reply policy decided (ai, record, fixed_reply).",
-                &["kind", "decision"],
-            ),
+            policy: {
+                let policy = labelled(
+                    &r,
+                    "worker_policy_decisions_total",
+                    "New customer messages by kind and what the reply policy decided (ai, record, fixed_reply).",
+                    &["kind", "decision"],
+                );
+                // Each kind's default decision exists at zero from the start (12 series).
+                for kind in omnidm_shared::policy::MessageKind::ALL {
+                    let decision = omnidm_shared::policy::ReplyPolicy::default_for(kind);
+                    policy.with_label_values(&[kind.as_str(), decision.label()]);
+                }
+                policy
+            },
             transitions: counter_vec(
                 &r,
                 "worker_conversation_transitions_total",
                 "Conversations that changed state (bot, paused, escalated, elsewhere), by cause.",
                 "cause",
-                &[],
+                &omnidm_shared::transitions::ALL.map(|t| t.cause),
             ),
             escalations: counter(
                 &r,
