@@ -75,7 +75,7 @@ pub struct Metrics {
     pub db_batched_rows: IntCounterVec,
 }
 
-/// The `write` labels of the batch counters (see `crate::context::Writes`).
+/// The `write` labels of the batch counters (see `crate::store::Writes`).
 const BATCHED_WRITES: [&str; 5] = ["lease", "store_message", "reply", "reply_sent", "echo"];
 
 /// The batch counters of one kind of write, as a [`BatchMetrics`] for its batcher.

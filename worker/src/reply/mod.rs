@@ -79,7 +79,7 @@ fn busy() -> Outcome {
 /// The pass proper.
 ///
 /// A reply for one new message costs three statements, each shared with the process's other jobs
-/// ([`crate::context::Writes`]): the lease with the account, the work list and the history; storing
+/// ([`crate::store::Writes`]): the lease with the account, the work list and the history; storing
 /// the reply with its first chunk claimed for sending; and marking that chunk sent together with giving
 /// the lease back if nothing else came.
 async fn pass(ctx: &Context, lease: &Lease, clock: &mut Overhead) -> Result<Ending, sqlx::Error> {

@@ -68,8 +68,8 @@ pub struct Unsent {
     pub status: MessageStatus,
     /// Last send attempt, for `sending` chunks whose outcome is unknown.
     pub send_attempted_at: Option<DateTime<Utc>>,
-    /// Marked `sending` by this pass's own [`create_reply`], not yet attempted: send it without another
-    /// round trip, and do not mistake it for a send whose outcome is unknown.
+    /// Marked `sending` by this pass's own [`super::outbound::create_reply`], not yet attempted: send it
+    /// without another round trip, and do not mistake it for a send whose outcome is unknown.
     pub claimed: bool,
 }
 
@@ -119,7 +119,7 @@ pub(crate) fn work_rows(conversation: &str, limit: &str) -> String {
 /// A conversation's [`Work`] in one round trip: the messages still to answer or send, and the last
 /// `history` messages of context (read even when nothing is pending; they cost little next to a second
 /// round trip on every reply). The reply pass reads the same with its lease
-/// ([`super::conversations::take_many`]); this form is for looking without taking.
+/// ([`super::lease::take_many`]); this form is for looking without taking.
 pub async fn work(pool: &PgPool, conversation_id: Uuid, history: u32) -> sqlx::Result<Work> {
     let rows: Vec<WorkRow> = sqlx::query_as(&work_rows("$1", "$2"))
         .bind(conversation_id)
