@@ -34,6 +34,32 @@ pub fn split(text: &str, max: usize) -> Vec<String> {
     chunks
 }
 
+/// Splits `text` like [`split`], into at most `max_chunks` chunks: a longer text is cut, at the end of
+/// the last sentence that fits (when it is in the last chunk's second half), else at the word boundary
+/// [`split`] chose. Returns the chunks and whether anything was cut.
+pub fn split_at_most(text: &str, max: usize, max_chunks: usize) -> (Vec<String>, bool) {
+    let mut chunks = split(text, max);
+    if chunks.len() <= max_chunks {
+        return (chunks, false);
+    }
+    chunks.truncate(max_chunks.max(1));
+    if let Some(last) = chunks.last_mut() {
+        let end = last
+            .char_indices()
+            .filter(|&(i, c)| {
+                matches!(c, '.' | '!' | '?' | '…')
+                    && last[i + c.len_utf8()..].starts_with(char::is_whitespace)
+            })
+            .map(|(i, c)| i + c.len_utf8())
+            .next_back()
+            .filter(|&end| end >= last.len() / 2);
+        if let Some(end) = end {
+            last.truncate(end);
+        }
+    }
+    (chunks, true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -51,6 +77,26 @@ mod tests {
         assert!(chunks.len() >= 4);
         assert!(chunks.iter().all(|c| c.len() <= 1000 && !c.is_empty()));
         assert_eq!(chunks.join(" "), text.trim());
+    }
+
+    #[test]
+    fn a_long_answer_is_cut_to_the_chunk_limit_at_a_sentence_end() {
+        let sentence = "Our blue sneakers come in sizes 38 to 46. ";
+        let text = sentence.repeat(200);
+        let (chunks, cut) = split_at_most(&text, 1000, 3);
+        assert!(cut);
+        assert_eq!(chunks.len(), 3);
+        assert!(chunks.iter().all(|c| c.len() <= 1000));
+        assert!(
+            chunks[2].ends_with("46."),
+            "{:?}",
+            &chunks[2][chunks[2].len() - 20..]
+        );
+        let (short, cut) = split_at_most("Hello there.", 1000, 3);
+        assert_eq!((short, cut), (vec!["Hello there.".to_owned()], false));
+        // No sentence end in reach: the word boundary stands, and characters stay whole.
+        let (words, _) = split_at_most(&"héllo ".repeat(1000), 1000, 2);
+        assert!(words.len() == 2 && words[1].ends_with("héllo"));
     }
 
     #[test]

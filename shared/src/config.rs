@@ -191,11 +191,18 @@ pub struct AiConfig {
     /// Time limit for one AI call, in milliseconds.
     #[arg(long, env = "AI_TIMEOUT_MS", default_value_t = 30_000)]
     pub ai_timeout_ms: u64,
+    /// Most tokens the AI may write for one reply (`max_tokens` on every request): whatever a stranger
+    /// writes, one answer costs a bounded amount. 600 tokens is about three Instagram messages.
+    #[arg(long, env = "AI_MAX_TOKENS", default_value_t = 600)]
+    pub ai_max_tokens: u32,
 }
 
 impl AiConfig {
     /// Checks the values clap could not.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.ai_max_tokens == 0 {
+            return Err(ConfigError::new("AI_MAX_TOKENS", "must be at least 1"));
+        }
         validate_url("AI_BASE_URL", &self.ai_base_url)
     }
 
@@ -518,6 +525,14 @@ pub struct WorkerConfig {
     /// `pass_thread_control` delivered to us is taken as ours (Meta delivers it to the new owner).
     #[arg(long, env = "INSTAGRAM_APP_ID", global = true)]
     pub instagram_app_id: Option<String>,
+    /// Most messages one AI reply is sent as: a longer answer is cut at a sentence (or word) boundary.
+    /// A reply of dozens of messages floods the customer and spends the account's Send API budget.
+    #[arg(long, env = "MAX_REPLY_CHUNKS", default_value_t = 3, global = true)]
+    pub max_reply_chunks: usize,
+    /// Most pending messages of a burst put into one AI call (the newest); older ones are answered by the
+    /// same reply and stay in the conversation's history.
+    #[arg(long, env = "AI_MAX_BURST_MESSAGES", default_value_t = 10, global = true)]
+    pub ai_max_burst_messages: usize,
     /// Messages of history given to the AI with each request.
     #[arg(long, env = "CONTEXT_MESSAGES", default_value_t = 20, global = true)]
     pub context_messages: u32,
@@ -584,6 +599,12 @@ impl WorkerConfig {
         }
         if self.job_max_failures == 0 {
             return Err(ConfigError::new("JOB_MAX_FAILURES", "must be at least 1"));
+        }
+        if self.max_reply_chunks == 0 {
+            return Err(ConfigError::new("MAX_REPLY_CHUNKS", "must be at least 1"));
+        }
+        if self.ai_max_burst_messages == 0 {
+            return Err(ConfigError::new("AI_MAX_BURST_MESSAGES", "must be at least 1"));
         }
         if self.reconcile_interval_seconds == 0 {
             return Err(ConfigError::new(

@@ -53,6 +53,9 @@ struct CompletionRequest {
     /// request of a benchmark carries it.
     #[serde(default)]
     tools: Option<Vec<WireTool>>,
+    /// The most tokens the answer may have; the fake's answers are never cut, but tests check it is set.
+    #[serde(default)]
+    max_tokens: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -140,7 +143,7 @@ enum Answer {
 
 async fn chat_completions(State(state): State<Arc<SimState>>, headers: HeaderMap, body: Bytes) -> Response {
     let parsed = serde_json::from_slice::<CompletionRequest>(&body);
-    let (model, messages, tools) = match parsed {
+    let (model, messages, tools, max_tokens) = match parsed {
         Ok(request) => (
             request.model,
             request
@@ -149,12 +152,14 @@ async fn chat_completions(State(state): State<Arc<SimState>>, headers: HeaderMap
                 .map(WireMessage::into_chat)
                 .collect::<Vec<_>>(),
             tool_names(request.tools.unwrap_or_default()),
+            request.max_tokens,
         ),
         Err(error) => {
             state.records.ai(|| AiRequest {
                 model: String::new(),
                 messages: Vec::new(),
                 tools: Vec::new(),
+                max_tokens: None,
                 has_authorization: headers.contains_key(header::AUTHORIZATION),
                 at: chrono::Utc::now(),
             });
@@ -166,6 +171,7 @@ async fn chat_completions(State(state): State<Arc<SimState>>, headers: HeaderMap
         model: model.clone(),
         messages: messages.clone(),
         tools: tools.clone(),
+        max_tokens,
         has_authorization: headers.contains_key(header::AUTHORIZATION),
         at: chrono::Utc::now(),
     });

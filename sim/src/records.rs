@@ -83,6 +83,9 @@ pub struct AiRequest {
     /// The names of the function tools the request offered (`tools[].function.name`), in order.
     #[serde(default)]
     pub tools: Vec<String>,
+    /// The request's `max_tokens`, if it set one (a bound on what one answer may cost).
+    #[serde(default)]
+    pub max_tokens: Option<u64>,
     /// Whether an `Authorization` header was present (the key itself is not kept).
     pub has_authorization: bool,
     /// When it arrived.

@@ -39,6 +39,8 @@ pub struct AiClient {
     api_key: SecretString,
     /// In-process retries before the job is handed to the delayed-retry queues.
     retries: usize,
+    /// `max_tokens` of every request.
+    max_tokens: u32,
 }
 
 /// What the AI answered.
@@ -61,6 +63,7 @@ struct Request<'a> {
     model: &'a str,
     messages: &'a [ChatMessage],
     tools: &'a RawValue,
+    max_tokens: u32,
 }
 
 #[derive(Deserialize)]
@@ -151,6 +154,7 @@ impl AiClient {
             model: config.ai_model.clone(),
             api_key: config.ai_api_key.clone(),
             retries: 2,
+            max_tokens: config.ai_max_tokens,
         }
     }
 
@@ -174,6 +178,7 @@ impl AiClient {
             model: &self.model,
             messages,
             tools: tools(),
+            max_tokens: self.max_tokens,
         });
         if !self.api_key.expose_secret().is_empty() {
             request = request.bearer_auth(self.api_key.expose_secret());

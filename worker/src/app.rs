@@ -55,6 +55,8 @@ impl Application {
             human_pause: config.conversation.human_pause(),
             app_id: config.instagram_app_id.clone().filter(|id| !id.trim().is_empty()),
             context_messages: config.context_messages,
+            max_reply_chunks: config.max_reply_chunks,
+            max_burst: config.ai_max_burst_messages,
             lease: config.lease(),
         };
         let consumer = Consumer {

@@ -34,6 +34,10 @@ pub struct Context {
     pub app_id: Option<String>,
     /// Messages of history for the AI.
     pub context_messages: u32,
+    /// Most messages one AI reply is sent as (`MAX_REPLY_CHUNKS`).
+    pub max_reply_chunks: usize,
+    /// Most pending messages merged into one AI call (`AI_MAX_BURST_MESSAGES`).
+    pub max_burst: usize,
     /// Conversation lease length.
     pub lease: Duration,
     /// Routes events to their account, reusing answers for a moment.

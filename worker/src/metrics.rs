@@ -45,6 +45,9 @@ pub struct Metrics {
     pub policy: IntCounterVec,
     /// `worker_conversation_transitions_total{cause}`: conversations that changed state, by cause.
     pub transitions: IntCounterVec,
+    /// `worker_ai_cost_guards_total{guard}`: replies a cost bound changed (burst_trimmed: older messages
+    /// of a burst left out of the AI call; reply_truncated: an answer cut to `MAX_REPLY_CHUNKS`).
+    pub cost_guards: IntCounterVec,
     /// `worker_escalations_total`: conversations the AI handed to a person.
     pub escalations: IntCounter,
     /// `worker_handover_events_total{action, outcome}`: Handover Protocol events and calls.
@@ -327,6 +330,13 @@ impl Metrics {
                 "Conversations that changed state (bot, paused, escalated, elsewhere), by cause.",
                 "cause",
                 &omnidm_shared::transitions::ALL.map(|t| t.cause),
+            ),
+            cost_guards: counter_vec(
+                &r,
+                "worker_ai_cost_guards_total",
+                "Replies a cost bound changed: burst_trimmed (older messages left out of the AI call), reply_truncated (answer cut to MAX_REPLY_CHUNKS).",
+                "guard",
+                &["burst_trimmed", "reply_truncated"],
             ),
             escalations: counter(
                 &r,

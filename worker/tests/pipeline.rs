@@ -377,7 +377,8 @@ async fn outside_the_window_is_recorded_as_failed_and_not_retried() {
 #[tokio::test]
 async fn a_long_answer_is_split_into_chunks_of_at_most_1000_bytes_in_order() {
     let stack = Stack::start(Options::default()).await;
-    let long: String = (0..600).map(|i| format!("w{i} ")).collect();
+    // About 2,400 bytes: three messages, within MAX_REPLY_CHUNKS (worker/tests/cost.rs covers longer).
+    let long: String = (0..500).map(|i| format!("w{i} ")).collect();
     stack.sim.set_ai_reply(Some(long.clone()));
     let user = user();
 

@@ -155,18 +155,41 @@ async fn pass(ctx: &Context, lease: &Lease, clock: &mut Overhead) -> Result<Endi
         if plan.answered.is_empty() {
             continue;
         }
-        let mut texts = plan.fixed.clone();
+        let mut chunks: Vec<String> = plan
+            .fixed
+            .iter()
+            .flat_map(|text| chunk::split(text, chunk::MAX_CHUNK_BYTES))
+            .collect();
         let mut handoff = None;
         if !plan.for_ai.is_empty() {
-            let prompt = prompt(&account.credential.system_prompt, history, &plan.for_ai);
+            // A burst merges at most the newest few messages into one call: the cost of a call is
+            // bounded whatever a stranger sends; the older ones are answered by it all the same.
+            let skip = plan.for_ai.len().saturating_sub(ctx.max_burst);
+            if skip > 0 {
+                ctx.metrics
+                    .cost_guards
+                    .with_label_values(&["burst_trimmed"])
+                    .inc();
+            }
+            let prompt = prompt(&account.credential.system_prompt, history, &plan.for_ai[skip..]);
             let started = Instant::now();
             let answer = clock.pause(ctx.ai.complete(&prompt)).await;
             ctx.metrics.ai_duration.observe(started.elapsed().as_secs_f64());
             match answer {
-                Ok(Answer::Text(answer)) => texts.push(answer),
+                Ok(Answer::Text(answer)) => {
+                    let (answer, cut) =
+                        chunk::split_at_most(&answer, chunk::MAX_CHUNK_BYTES, ctx.max_reply_chunks);
+                    if cut {
+                        ctx.metrics
+                            .cost_guards
+                            .with_label_values(&["reply_truncated"])
+                            .inc();
+                    }
+                    chunks.extend(answer);
+                }
                 Ok(Answer::Handoff { reason }) => {
                     // The person's words, not the AI's: nothing the AI wrote goes out.
-                    texts = vec![account.credential.handoff_message().to_owned()];
+                    chunks = chunk::split(account.credential.handoff_message(), chunk::MAX_CHUNK_BYTES);
                     handoff = Some(reason);
                 }
                 Err(error) => {
@@ -183,10 +206,6 @@ async fn pass(ctx: &Context, lease: &Lease, clock: &mut Overhead) -> Result<Endi
                 }
             }
         }
-        let chunks: Vec<String> = texts
-            .iter()
-            .flat_map(|text| chunk::split(text, chunk::MAX_CHUNK_BYTES))
-            .collect();
         account.refresh(&ctx.pool).await?;
         let claim_first = account.credential.can_send() && account.credential.send_paused().is_none();
         let reply = outbound::NewReply {

@@ -1,0 +1,74 @@
+//! What one DM can cost, whatever a stranger writes: every AI request carries `max_tokens`, a long answer
+//! goes out as at most `MAX_REPLY_CHUNKS` messages cut at a sentence end, and a burst puts at most
+//! `AI_MAX_BURST_MESSAGES` of its newest messages into one call (the rest are answered by it too).
+
+mod support;
+
+use std::time::Duration;
+use support::{eventually, mid, now_ms, user, Options, Stack};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+#[tokio::test]
+async fn a_twenty_thousand_character_answer_goes_out_as_three_messages_cut_at_a_sentence() {
+    let stack = Stack::start(Options::default()).await;
+    let sentence = "Our blue sneakers come in every size from 36 to 47, and shipping is free. ";
+    stack
+        .sim
+        .set_ai_reply(Some(sentence.repeat(20_000 / sentence.len())));
+    let customer = user();
+    stack.dm(&customer, &mid(), "tell me everything", now_ms()).await;
+    assert!(eventually(WAIT, || async { stack.sent_to(&customer).len() >= 3 }).await);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let sent = stack.sent_to(&customer);
+    assert_eq!(sent.len(), 3, "MAX_REPLY_CHUNKS (3 by default)");
+    assert!(sent.iter().all(|m| m.len() <= 1000));
+    assert!(
+        sent[2].ends_with("free."),
+        "cut at a sentence end: {:?}",
+        &sent[2][sent[2].len() - 30..]
+    );
+    let requests = stack.sim.ai_requests();
+    assert_eq!(
+        requests[0].max_tokens,
+        Some(600),
+        "AI_MAX_TOKENS (600 by default) on every request"
+    );
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_burst_puts_only_its_newest_messages_into_the_ai_call_and_is_answered_once() {
+    let stack = Stack::start(Options {
+        debounce_ms: 1_500,
+        worker_env: vec![("AI_MAX_BURST_MESSAGES", "3".into())],
+        ..Options::default()
+    })
+    .await;
+    let customer = user();
+    let start = now_ms();
+    for i in 0..6 {
+        stack.dm(&customer, &mid(), &format!("line {i}"), start + i).await;
+    }
+    let sent = stack.sim.wait_for_sent(1, WAIT).await.expect("answered");
+    assert_eq!(
+        sent[0].text, "Re: line 3 | line 4 | line 5",
+        "the newest three only"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        stack.sent_to(&customer).len(),
+        1,
+        "one answer for the whole burst"
+    );
+    let pending: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM messages m JOIN conversations c ON c.id = m.conversation_id
+         WHERE c.external_user_id = $1 AND m.status = 'pending'",
+    )
+    .bind(&customer)
+    .fetch_one(&stack.db().await)
+    .await
+    .unwrap();
+    assert_eq!(pending, 0, "the older messages are answered by the same reply");
+    stack.stop().await;
+}
