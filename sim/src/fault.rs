@@ -66,6 +66,14 @@ pub enum Fault {
     /// Do the work (the message is delivered, its echo sent) but answer Meta's 1/1357046 error, the case
     /// where retrying would send the message twice.
     SentButError,
+    /// An OpenAI-shaped error (`{"error":{"message","type","param","code"}}`), for the AI endpoint:
+    /// e.g. 400 `context_length_exceeded`, 401 `invalid_api_key`.
+    OpenaiError {
+        /// HTTP status of the error response.
+        http_status: u16,
+        /// OpenAI's `code`.
+        code: String,
+    },
 }
 
 fn default_message() -> String {
@@ -216,6 +224,16 @@ pub(crate) async fn apply(
         }
         Some(Fault::SentButError) => Ok(Proceed::ThenFail),
         Some(Fault::HttpStatus(status)) => Err(html_status(status)),
+        Some(Fault::OpenaiError { http_status, code }) => {
+            let status = StatusCode::from_u16(http_status).unwrap_or(StatusCode::BAD_REQUEST);
+            let body = serde_json::json!({"error": {
+                "message": format!("Injected error: {code}"),
+                "type": "invalid_request_error",
+                "param": null,
+                "code": code,
+            }});
+            Err((status, axum::Json(body)).into_response())
+        }
         Some(Fault::GraphError {
             http_status,
             code,

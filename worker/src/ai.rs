@@ -19,15 +19,30 @@ pub struct ChatMessage {
     pub content: String,
 }
 
-/// Why the AI gave no answer.
+/// Why the AI gave no answer, classified by what the caller should do.
 #[derive(Debug, thiserror::Error)]
 pub enum AiError {
-    /// Timeouts, connection errors, 429 and 5xx: worth retrying later.
+    /// Timeouts, connection errors, 408, 409, 429 and 5xx: worth retrying later.
     #[error("AI temporarily unavailable: {0}")]
     Transient(String),
-    /// A 4xx other than 429, or an answer we cannot read: retrying the same request will not help.
+    /// The conversation does not fit the model's context: ask again with less history, once.
+    #[error("AI context length exceeded: {0}")]
+    ContextTooLong(String),
+    /// Any other 4xx (a bad key, a refused request), or an answer we cannot read: the same request
+    /// will not succeed by retrying, only once someone fixes the cause.
     #[error("AI request rejected: {0}")]
     Permanent(String),
+}
+
+impl AiError {
+    /// Metric label.
+    pub fn label(&self) -> &'static str {
+        match self {
+            AiError::Transient(_) => "transient",
+            AiError::ContextTooLong(_) => "context_too_long",
+            AiError::Permanent(_) => "permanent",
+        }
+    }
 }
 
 /// Client for the configured provider.
@@ -123,6 +138,22 @@ fn tool_definitions() -> serde_json::Value {
     }])
 }
 
+/// An error answer, by its HTTP status and OpenAI's error `code` (`{"error":{"code",…}}`).
+fn classify(status: u16, body: &[u8]) -> AiError {
+    let code = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("error")?.get("code")?.as_str().map(str::to_owned));
+    let detail = match &code {
+        Some(code) => format!("HTTP {status} {code}"),
+        None => format!("HTTP {status}"),
+    };
+    match status {
+        408 | 409 | 429 | 500..=599 => AiError::Transient(detail),
+        _ if code.as_deref() == Some("context_length_exceeded") => AiError::ContextTooLong(detail),
+        _ => AiError::Permanent(detail),
+    }
+}
+
 impl AnswerMessage {
     fn into_answer(self) -> Result<Answer, AiError> {
         if let Some(call) = self.tool_calls.iter().find(|c| c.function.name == HANDOFF_TOOL) {
@@ -188,11 +219,9 @@ impl AiClient {
             .await
             .map_err(|e| AiError::Transient(omnidm_shared::meta::graph::describe(&e)))?;
         let status = response.status();
-        if status.is_server_error() || status.as_u16() == 429 || status.as_u16() == 408 {
-            return Err(AiError::Transient(format!("HTTP {status}")));
-        }
         if !status.is_success() {
-            return Err(AiError::Permanent(format!("HTTP {status}")));
+            let body = response.bytes().await.unwrap_or_default();
+            return Err(classify(status.as_u16(), &body));
         }
         let body: Response = response
             .json()
@@ -238,6 +267,20 @@ mod tests {
                 reason: "no reason given".into()
             }
         );
+    }
+
+    #[test]
+    fn errors_are_classified_by_status_and_openais_code() {
+        let context = br#"{"error":{"message":"too long","type":"invalid_request_error","code":"context_length_exceeded"}}"#;
+        assert!(matches!(classify(400, context), AiError::ContextTooLong(_)));
+        assert!(matches!(
+            classify(401, br#"{"error":{"code":"invalid_api_key"}}"#),
+            AiError::Permanent(_)
+        ));
+        assert!(matches!(classify(400, b"<html>"), AiError::Permanent(_)));
+        for status in [408, 409, 429, 500, 503] {
+            assert!(matches!(classify(status, b""), AiError::Transient(_)), "{status}");
+        }
     }
 
     #[test]

@@ -238,9 +238,9 @@ impl Metrics {
             ai_errors: counter_vec(
                 &r,
                 "worker_ai_errors_total",
-                "AI calls that gave no answer, by kind.",
+                "AI calls that gave no answer, by kind (transient, context_too_long, permanent).",
                 "kind",
-                &["transient", "permanent"],
+                &["transient", "context_too_long", "permanent"],
             ),
             send_duration: histogram(&r, "worker_send_duration_seconds", "Send API call latency."),
             send_errors: counter_vec(

@@ -1,9 +1,12 @@
 //! What one DM can cost, whatever a stranger writes: every AI request carries `max_tokens`, a long answer
 //! goes out as at most `MAX_REPLY_CHUNKS` messages cut at a sentence end, and a burst puts at most
-//! `AI_MAX_BURST_MESSAGES` of its newest messages into one call (the rest are answered by it too).
+//! `AI_MAX_BURST_MESSAGES` of its newest messages into one call (the rest are answered by it too); a
+//! request the AI rejects is dead-lettered at once, and one too long for its context is asked again
+//! without history.
 
 mod support;
 
+use omnidm_sim::{Fault, FaultTarget};
 use std::time::Duration;
 use support::{eventually, mid, now_ms, user, Options, Stack};
 
@@ -70,5 +73,101 @@ async fn a_burst_puts_only_its_newest_messages_into_the_ai_call_and_is_answered_
     .await
     .unwrap();
     assert_eq!(pending, 0, "the older messages are answered by the same reply");
+    stack.stop().await;
+}
+
+/// Jobs in the dead-letter queue.
+async fn dead_letters(stack: &Stack) -> u32 {
+    let topology = omnidm_shared::topology::Topology::new(stack.prefix.clone());
+    let connection = lapin::Connection::connect(support::AMQP_URL, Default::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let queue = channel
+        .queue_declare(
+            topology.dead_queue().into(),
+            lapin::options::QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    let _ = connection.close(200, "".into()).await;
+    queue.message_count()
+}
+
+#[tokio::test]
+async fn a_rejected_ai_request_is_dead_lettered_at_once_not_retried() {
+    let stack = Stack::start(Options::default()).await;
+    let invalid_key = Fault::OpenaiError {
+        http_status: 401,
+        code: "invalid_api_key".into(),
+    };
+    stack.sim.set_fault(FaultTarget::Ai, Some(invalid_key));
+    stack.dm(&user(), &mid(), "hello?", now_ms()).await;
+    assert!(eventually(WAIT, || async { dead_letters(&stack).await == 1 }).await);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        stack.sim.ai_requests().len(),
+        1,
+        "one attempt: retrying cannot fix a bad key"
+    );
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_conversation_too_long_for_the_model_is_asked_again_without_its_history() {
+    let stack = Stack::start(Options::default()).await;
+    let customer = user();
+    stack.dm(&customer, &mid(), "first question", now_ms()).await;
+    stack.sim.wait_for_sent(1, WAIT).await.expect("answered");
+    let too_long = Fault::OpenaiError {
+        http_status: 400,
+        code: "context_length_exceeded".into(),
+    };
+    stack.sim.push_faults(FaultTarget::Ai, too_long, 1);
+    stack.dm(&customer, &mid(), "second question", now_ms()).await;
+    let sent = stack
+        .sim
+        .wait_for_sent(2, WAIT)
+        .await
+        .expect("answered all the same");
+    assert_eq!(sent[1].text, "Re: second question");
+    let requests = stack.sim.ai_requests();
+    let roles = |i: usize| {
+        requests[i]
+            .messages
+            .iter()
+            .map(|m| m.role.as_str())
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        roles(1).contains(&"assistant"),
+        "the refused request carried the history"
+    );
+    assert_eq!(roles(2), ["system", "user"], "asked again with no history");
+
+    // Too long even alone: failed with its reason, not retried for ever.
+    let too_long = Fault::OpenaiError {
+        http_status: 400,
+        code: "context_length_exceeded".into(),
+    };
+    stack.sim.push_faults(FaultTarget::Ai, too_long, 2);
+    let huge = mid();
+    stack.dm(&customer, &huge, "a very long question", now_ms()).await;
+    let status = || async {
+        sqlx::query_as::<_, (String, Option<String>)>(
+            "SELECT status, status_reason FROM messages WHERE external_message_id = $1",
+        )
+        .bind(&huge)
+        .fetch_optional(&stack.db().await)
+        .await
+        .unwrap()
+    };
+    let failed = Some(("failed".to_owned(), Some("ai_context_too_long".to_owned())));
+    assert!(eventually(WAIT, || async { status().await == failed }).await);
+    assert_eq!(stack.sim.ai_requests().len(), 5, "two attempts for it, no more");
     stack.stop().await;
 }

@@ -171,10 +171,8 @@ async fn pass(ctx: &Context, lease: &Lease, clock: &mut Overhead) -> Result<Endi
                     .with_label_values(&["burst_trimmed"])
                     .inc();
             }
-            let prompt = prompt(&account.credential.system_prompt, history, &plan.for_ai[skip..]);
-            let started = Instant::now();
-            let answer = clock.pause(ctx.ai.complete(&prompt)).await;
-            ctx.metrics.ai_duration.observe(started.elapsed().as_secs_f64());
+            let answering = &plan.for_ai[skip..];
+            let answer = ask(ctx, clock, &account.credential.system_prompt, history, answering).await;
             match answer {
                 Ok(Answer::Text(answer)) => {
                     let (answer, cut) =
@@ -192,13 +190,23 @@ async fn pass(ctx: &Context, lease: &Lease, clock: &mut Overhead) -> Result<Endi
                     chunks = chunk::split(account.credential.handoff_message(), chunk::MAX_CHUNK_BYTES);
                     handoff = Some(reason);
                 }
+                Err(AiError::ContextTooLong(detail)) => {
+                    // Too long even without history: these messages cannot be answered by this model.
+                    // The rest of the burst (fixed replies) goes out on the next round.
+                    let ids: Vec<Uuid> = plan.for_ai.iter().map(|p| p.id).collect();
+                    work::fail_pending(&ctx.pool, &ids, "ai_context_too_long").await?;
+                    tracing::warn!(%detail, "messages too long for the AI's context; failed");
+                    continue;
+                }
+                Err(AiError::Permanent(detail)) => {
+                    // A bad key or a refused request: retrying cannot help, only fixing the cause;
+                    // the dead-letter queue keeps the job to replay then.
+                    return Ok(Holding(Outcome::Dead {
+                        reason: "ai_rejected",
+                        detail,
+                    }));
+                }
                 Err(error) => {
-                    let kind = if matches!(error, AiError::Transient(_)) {
-                        "transient"
-                    } else {
-                        "permanent"
-                    };
-                    ctx.metrics.ai_errors.with_label_values(&[kind]).inc();
                     return Ok(Holding(Outcome::Failed {
                         reason: "ai",
                         detail: error.to_string(),
@@ -253,4 +261,38 @@ async fn pass(ctx: &Context, lease: &Lease, clock: &mut Overhead) -> Result<Endi
             Sent::Stopped(outcome) => return Ok(Holding(outcome)),
         }
     }
+}
+
+/// Asks the AI for the reply to `answering`. A conversation too long for the model's context is asked
+/// once more with no history (the messages being answered still go). Errors are counted here.
+async fn ask(
+    ctx: &Context,
+    clock: &mut Overhead,
+    system_prompt: &str,
+    history: Vec<work::HistoryLine>,
+    answering: &[&work::Pending],
+) -> Result<Answer, AiError> {
+    let mut answer = call(ctx, clock, &prompt(system_prompt, history, answering)).await;
+    if let Err(AiError::ContextTooLong(_)) = &answer {
+        ctx.metrics
+            .ai_errors
+            .with_label_values(&["context_too_long"])
+            .inc();
+        answer = call(ctx, clock, &prompt(system_prompt, Vec::new(), answering)).await;
+    }
+    if let Err(error) = &answer {
+        ctx.metrics.ai_errors.with_label_values(&[error.label()]).inc();
+    }
+    answer
+}
+
+async fn call(
+    ctx: &Context,
+    clock: &mut Overhead,
+    prompt: &[crate::ai::ChatMessage],
+) -> Result<Answer, AiError> {
+    let started = Instant::now();
+    let answer = clock.pause(ctx.ai.complete(prompt)).await;
+    ctx.metrics.ai_duration.observe(started.elapsed().as_secs_f64());
+    answer
 }

@@ -32,6 +32,19 @@ pub async fn ignore_pending(pool: &PgPool, ids: &[Uuid], reason: &str) -> sqlx::
         .map(drop)
 }
 
+/// Marks pending messages as not answerable, for good (`reason`: e.g. too long for the AI's context).
+pub async fn fail_pending(pool: &PgPool, ids: &[Uuid], reason: &str) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE messages SET status = 'failed', status_reason = $2, updated_at = now()
+         WHERE id = ANY($1) AND status = 'pending'",
+    )
+    .bind(ids)
+    .bind(reason)
+    .execute(pool)
+    .await
+    .map(drop)
+}
+
 /// One line of conversation history for the AI.
 #[derive(Debug)]
 pub struct HistoryLine {
