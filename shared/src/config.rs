@@ -529,6 +529,10 @@ pub struct WorkerConfig {
     /// A reply of dozens of messages floods the customer and spends the account's Send API budget.
     #[arg(long, env = "MAX_REPLY_CHUNKS", default_value_t = 3, global = true)]
     pub max_reply_chunks: usize,
+    /// Most AI replies one conversation gets in a minute; beyond it, what the customer writes waits and is
+    /// merged into the next reply (a stranger writing non-stop costs a bounded number of AI calls).
+    #[arg(long, env = "AI_REPLIES_PER_MINUTE", default_value_t = 4, global = true)]
+    pub ai_replies_per_minute: usize,
     /// Most pending messages of a burst put into one AI call (the newest); older ones are answered by the
     /// same reply and stay in the conversation's history.
     #[arg(long, env = "AI_MAX_BURST_MESSAGES", default_value_t = 10, global = true)]
@@ -602,6 +606,9 @@ impl WorkerConfig {
         }
         if self.max_reply_chunks == 0 {
             return Err(ConfigError::new("MAX_REPLY_CHUNKS", "must be at least 1"));
+        }
+        if self.ai_replies_per_minute == 0 {
+            return Err(ConfigError::new("AI_REPLIES_PER_MINUTE", "must be at least 1"));
         }
         if self.ai_max_burst_messages == 0 {
             return Err(ConfigError::new("AI_MAX_BURST_MESSAGES", "must be at least 1"));

@@ -57,6 +57,7 @@ impl Application {
             context_messages: config.context_messages,
             max_reply_chunks: config.max_reply_chunks,
             max_burst: config.ai_max_burst_messages,
+            replies_per_minute: config.ai_replies_per_minute,
             lease: config.lease(),
         };
         let consumer = Consumer {

@@ -38,6 +38,8 @@ pub struct Context {
     pub max_reply_chunks: usize,
     /// Most pending messages merged into one AI call (`AI_MAX_BURST_MESSAGES`).
     pub max_burst: usize,
+    /// Most AI replies per conversation and minute (`AI_REPLIES_PER_MINUTE`).
+    pub replies_per_minute: usize,
     /// Conversation lease length.
     pub lease: Duration,
     /// Routes events to their account, reusing answers for a moment.

@@ -46,7 +46,8 @@ pub struct Metrics {
     /// `worker_conversation_transitions_total{cause}`: conversations that changed state, by cause.
     pub transitions: IntCounterVec,
     /// `worker_ai_cost_guards_total{guard}`: replies a cost bound changed (burst_trimmed: older messages
-    /// of a burst left out of the AI call; reply_truncated: an answer cut to `MAX_REPLY_CHUNKS`).
+    /// of a burst left out of the AI call; reply_truncated: an answer cut to `MAX_REPLY_CHUNKS`;
+    /// rate_limited: a reply held back by `AI_REPLIES_PER_MINUTE`).
     pub cost_guards: IntCounterVec,
     /// `worker_escalations_total`: conversations the AI handed to a person.
     pub escalations: IntCounter,
@@ -334,9 +335,9 @@ impl Metrics {
             cost_guards: counter_vec(
                 &r,
                 "worker_ai_cost_guards_total",
-                "Replies a cost bound changed: burst_trimmed (older messages left out of the AI call), reply_truncated (answer cut to MAX_REPLY_CHUNKS).",
+                "Replies a cost bound changed: burst_trimmed (older messages left out of the AI call), reply_truncated (answer cut to MAX_REPLY_CHUNKS), rate_limited (held back by AI_REPLIES_PER_MINUTE).",
                 "guard",
-                &["burst_trimmed", "reply_truncated"],
+                &["burst_trimmed", "reply_truncated", "rate_limited"],
             ),
             escalations: counter(
                 &r,

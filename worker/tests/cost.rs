@@ -171,3 +171,33 @@ async fn a_conversation_too_long_for_the_model_is_asked_again_without_its_histor
     assert_eq!(stack.sim.ai_requests().len(), 5, "two attempts for it, no more");
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn past_the_replies_per_minute_what_the_customer_writes_waits_and_is_merged() {
+    let stack = Stack::start(Options {
+        worker_env: vec![("AI_REPLIES_PER_MINUTE", "1".into())],
+        ..Options::default()
+    })
+    .await;
+    let customer = user();
+    stack.dm(&customer, &mid(), "first", now_ms()).await;
+    stack.sim.wait_for_sent(1, WAIT).await.expect("answered");
+    // That reply was 56 s ago, as far as the minute goes: the next one may go in about 4 s.
+    sqlx::query("UPDATE messages SET created_at = now() - interval '56 seconds' WHERE author = 'ai'")
+        .execute(&stack.db().await)
+        .await
+        .unwrap();
+    stack.dm(&customer, &mid(), "second", now_ms()).await;
+    stack.dm(&customer, &mid(), "third", now_ms() + 1).await;
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert_eq!(stack.sent_to(&customer).len(), 1, "held back within the minute");
+    let sent = stack
+        .sim
+        .wait_for_sent(2, WAIT)
+        .await
+        .expect("answered after the minute");
+    assert_eq!(sent[1].text, "Re: second | third", "merged into one reply");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(stack.sent_to(&customer).len(), 2);
+    stack.stop().await;
+}

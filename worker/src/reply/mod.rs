@@ -16,6 +16,7 @@ use crate::context::{Context, Outcome};
 use crate::store::lease::Lease;
 use crate::store::{outbound, work};
 use chrono::Utc;
+use omnidm_shared::states::Author;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
@@ -162,6 +163,14 @@ async fn pass(ctx: &Context, lease: &Lease, clock: &mut Overhead) -> Result<Endi
             .collect();
         let mut handoff = None;
         if !plan.for_ai.is_empty() {
+            if let Some(after) = reply_rate_wait(&history, ctx.replies_per_minute) {
+                // Enough replies this minute: what the customer writes meanwhile waits and is merged.
+                ctx.metrics.cost_guards.with_label_values(&["rate_limited"]).inc();
+                return Ok(Holding(Outcome::Wait {
+                    after,
+                    reason: "reply_rate",
+                }));
+            }
             // A burst merges at most the newest few messages into one call: the cost of a call is
             // bounded whatever a stranger sends; the older ones are answered by it all the same.
             let skip = plan.for_ai.len().saturating_sub(ctx.max_burst);
@@ -295,4 +304,30 @@ async fn call(
     let answer = clock.pause(ctx.ai.complete(prompt)).await;
     ctx.metrics.ai_duration.observe(started.elapsed().as_secs_f64());
     answer
+}
+
+/// The window of [`reply_rate_wait`].
+const REPLY_RATE_WINDOW: Duration = Duration::from_secs(60);
+
+/// How long to wait before the conversation may have another AI reply, if it had `per_minute` of them
+/// in the last minute (counted from the history the lease read: the last `CONTEXT_MESSAGES` lines).
+fn reply_rate_wait(history: &[work::HistoryLine], per_minute: usize) -> Option<Duration> {
+    let since = Utc::now() - REPLY_RATE_WINDOW;
+    let mut recent: Vec<_> = history
+        .iter()
+        .filter(|line| line.author == Author::Ai && line.starts_reply && line.created_at > since)
+        .map(|line| line.created_at)
+        .collect();
+    if recent.len() < per_minute {
+        return None;
+    }
+    recent.sort_unstable();
+    // The reply that leaves the window first frees a place for ours.
+    let frees = recent[recent.len() - per_minute] + REPLY_RATE_WINDOW;
+    Some(
+        (frees - Utc::now())
+            .to_std()
+            .unwrap_or_default()
+            .max(Duration::from_millis(100)),
+    )
 }

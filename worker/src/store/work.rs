@@ -52,6 +52,10 @@ pub struct HistoryLine {
     pub author: Author,
     /// What was said.
     pub text: String,
+    /// When we stored it.
+    pub created_at: DateTime<Utc>,
+    /// The first chunk of one of our replies (counts replies, not messages).
+    pub starts_reply: bool,
 }
 
 /// What the AI reads as the conversation so far: messages with text, leaving out deleted and failed ones
@@ -154,6 +158,8 @@ impl Work {
                 row.text.map(|text| HistoryLine {
                     author: row.author,
                     text,
+                    created_at: row.created_at,
+                    starts_reply: row.direction == Direction::Outbound && row.chunk_index == Some(0),
                 })
             })
             .collect();
