@@ -102,6 +102,16 @@ impl Topology {
             .unwrap_or(RETRY_TIERS[RETRY_TIERS.len() - 1])
     }
 
+    /// The longest tier no longer than `wait` (or the shortest tier): for a wait that should not
+    /// overshoot much, at the price of looking again once or twice.
+    pub fn tier_within(wait: Duration) -> Duration {
+        RETRY_TIERS
+            .into_iter()
+            .rev()
+            .find(|tier| *tier <= wait)
+            .unwrap_or(RETRY_TIERS[0])
+    }
+
     /// Declares everything. Idempotent: redeclaring with the same arguments is a no-op, so every process
     /// calls it at every (re)connect and a fresh broker is usable without an operator step.
     pub async fn declare(&self, channel: &Channel) -> lapin::Result<()> {
@@ -263,6 +273,22 @@ mod tests {
         ];
         names.extend(RETRY_TIERS.iter().map(|d| t.retry_queue(*d)));
         assert!(names.iter().all(|n| n.starts_with("t1.")));
+    }
+
+    #[test]
+    fn a_wait_that_must_not_overshoot_picks_the_longest_tier_within_it() {
+        assert_eq!(
+            Topology::tier_within(Duration::from_secs(40)),
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            Topology::tier_within(Duration::from_secs(5)),
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            Topology::tier_within(Duration::from_millis(200)),
+            Duration::from_secs(1)
+        );
     }
 
     #[test]

@@ -251,6 +251,11 @@ pub async fn run(options: ChaosOptions) -> anyhow::Result<Ledger> {
             ("CONTEXT_MESSAGES", "200".into()),
             ("WORKER_DRAIN_SECONDS", "10".into()),
             ("PUBLISH_TIMEOUT_MS", "3000".into()),
+            // The ledger checks that every DM is quoted by a reply. The cost guards that hold replies
+            // back or leave older messages of a burst out of the AI call would read as loss; they are
+            // tested in worker/tests/cost.rs, and here set out of reach of this traffic.
+            ("AI_REPLIES_PER_MINUTE", "10000".into()),
+            ("AI_MAX_BURST_MESSAGES", "10000".into()),
         ],
         log: "error".into(),
     })

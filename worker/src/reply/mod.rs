@@ -17,6 +17,7 @@ use crate::store::lease::Lease;
 use crate::store::{outbound, work};
 use chrono::Utc;
 use omnidm_shared::states::Author;
+use omnidm_shared::topology::Topology;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
@@ -166,8 +167,9 @@ async fn pass(ctx: &Context, lease: &Lease, clock: &mut Overhead) -> Result<Endi
             if let Some(after) = reply_rate_wait(&history, ctx.replies_per_minute) {
                 // Enough replies this minute: what the customer writes meanwhile waits and is merged.
                 ctx.metrics.cost_guards.with_label_values(&["rate_limited"]).inc();
+                // Back no later than needed: the retry tiers are coarse (a 40 s wait would be 120 s).
                 return Ok(Holding(Outcome::Wait {
-                    after,
+                    after: Topology::tier_within(after),
                     reason: "reply_rate",
                 }));
             }
