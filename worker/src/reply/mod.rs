@@ -13,7 +13,7 @@
 use crate::ai::{AiError, Answer};
 use crate::chunk;
 use crate::context::{Context, Outcome};
-use crate::store::lease::Lease;
+use crate::store::lease::{Lease, Leased};
 use crate::store::{outbound, work};
 use chrono::Utc;
 use omnidm_shared::states::Author;
@@ -91,14 +91,20 @@ async fn pass(ctx: &Context, lease: &Lease, clock: &mut Overhead) -> Result<Endi
             return Ok(LetGo(busy()));
         };
         let state = leased.state_now();
-        let last_inbound = leased.last_inbound_at;
-        let recipient = leased.external_user_id.clone();
-        let mut account = Account::read_now(leased.credential.clone());
+        let Leased {
+            last_inbound_at: last_inbound,
+            external_user_id: recipient,
+            channel,
+            credential,
+            work,
+            ..
+        } = leased;
+        let mut account = Account::read_now(credential);
         let work::Work {
             pending,
             unsent,
             history,
-        } = leased.work;
+        } = work;
         let sending = Sending {
             lease,
             recipient: &recipient,
@@ -245,7 +251,7 @@ async fn pass(ctx: &Context, lease: &Lease, clock: &mut Overhead) -> Result<Endi
                     conversation_id: lease.conversation_id,
                     credential: &account.credential,
                     recipient: &recipient,
-                    channel: leased.channel,
+                    channel,
                 },
                 reason,
             )
