@@ -10,8 +10,10 @@ use crate::store::conversations::{self, ForOperator, Message};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use omnidm_shared::chunk;
+use omnidm_shared::config::MetaLogin;
 use omnidm_shared::crypto::{token_associated_data, Keyring};
-use omnidm_shared::meta::graph::{GraphApi, Host};
+use omnidm_shared::meta::graph::GraphApi;
+use omnidm_shared::meta::handover::ThreadControl;
 use omnidm_shared::meta::window::{self, Window};
 use omnidm_shared::states::{ConversationState, CredentialStatus};
 use omnidm_shared::transitions::{self, Change};
@@ -156,7 +158,9 @@ impl Operator {
 
     /// `take_thread_control` for a Page-linked account (`None`: not one, nothing to take).
     async fn take_thread(&self, conversation: &ForOperator) -> Option<bool> {
-        if conversation.login != "facebook" || conversation.page_id.is_none() {
+        if MetaLogin::from_stored(&conversation.login) != MetaLogin::Facebook
+            || conversation.page_id.is_none()
+        {
             return None;
         }
         let stored = conversation.access_token_enc.as_deref()?;
@@ -170,18 +174,13 @@ impl Operator {
                 return Some(false);
             }
         };
-        let body = serde_json::json!({
-            "recipient": {"id": conversation.external_user_id},
-            "metadata": "resumed by a person",
-        });
         let taken = self
             .graph
-            .post::<serde_json::Value>(
-                Host::Facebook,
-                "me/take_thread_control",
-                &[],
-                Some(&token),
-                Some(&body),
+            .thread_control(
+                &token,
+                &conversation.external_user_id,
+                ThreadControl::Take,
+                "resumed by a person",
             )
             .await;
         if let Err(error) = &taken {

@@ -6,6 +6,7 @@ use crate::metrics::Metrics;
 use crate::store::credentials::Routes;
 pub use crate::store::Writes;
 use omnidm_shared::crypto::Keyring;
+use omnidm_shared::transitions::{self, Change, Transition};
 use sqlx::PgPool;
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,6 +47,24 @@ pub struct Context {
     pub routes: Arc<Routes>,
     /// The writes every DM makes, batched across this process's jobs.
     pub writes: Writes,
+}
+
+impl Context {
+    /// Moves a conversation by `cause` if its state allows ([`omnidm_shared::transitions::apply`]),
+    /// counting and logging the change. Returns whether it changed.
+    pub async fn change_state(
+        &self,
+        conversation_id: Uuid,
+        cause: &Transition,
+        change: Change<'_>,
+    ) -> sqlx::Result<bool> {
+        let changed = transitions::apply(&self.pool, conversation_id, cause, change).await?;
+        if changed {
+            self.metrics.transitions.with_label_values(&[cause.cause]).inc();
+            tracing::info!(%conversation_id, cause = cause.cause, to = %cause.to, "conversation changed state");
+        }
+        Ok(changed)
+    }
 }
 
 /// What became of a job. The consumer acts on it *after* it is committed: ack, delayed retry, or

@@ -90,13 +90,11 @@ pub async fn handle(
             paused_until: Some(until),
             ..Change::default()
         };
-        if conversations::transition(&ctx.pool, conversation_id, &transitions::HUMAN_REPLY, change).await? {
+        if ctx
+            .change_state(conversation_id, &transitions::HUMAN_REPLY, change)
+            .await?
+        {
             ctx.metrics.paused.inc();
-            ctx.metrics
-                .transitions
-                .with_label_values(&[transitions::HUMAN_REPLY.cause])
-                .inc();
-            tracing::info!(%conversation_id, %until, "a person answered from the app; AI paused");
         }
     }
     Ok(Outcome::Done)

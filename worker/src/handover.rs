@@ -7,10 +7,10 @@
 //! the app that lost it, and `request_thread_control` to the thread's owner.
 
 use crate::context::{Context, Outcome};
-use crate::graph::ThreadControl;
 use crate::store::conversations::{self, Change};
 use crate::store::credentials::Credential;
 use omnidm_shared::meta::event::{Event, EventKind, HandoverAction};
+use omnidm_shared::meta::handover::ThreadControl;
 use omnidm_shared::states::Channel;
 use omnidm_shared::transitions::{self, Transition};
 use uuid::Uuid;
@@ -43,8 +43,7 @@ pub async fn handle(
     };
     match action {
         HandoverAction::Pass if ours(new_owner_app_id) => {
-            transition(
-                ctx,
+            ctx.change_state(
                 conversation_id,
                 &transitions::THREAD_PASSED_TO_US,
                 Change::default(),
@@ -78,6 +77,7 @@ pub async fn handle(
             };
             let passed = ctx
                 .graph
+                .api()
                 .thread_control(
                     &token,
                     user,
@@ -125,20 +125,7 @@ pub async fn thread_is_elsewhere(
         thread_owner: owner,
         ..Change::default()
     };
-    transition(ctx, conversation_id, cause, change).await
-}
-
-async fn transition(
-    ctx: &Context,
-    conversation_id: Uuid,
-    cause: &Transition,
-    change: Change<'_>,
-) -> Result<(), sqlx::Error> {
-    if conversations::transition(&ctx.pool, conversation_id, cause, change).await? {
-        ctx.metrics.transitions.with_label_values(&[cause.cause]).inc();
-        tracing::info!(%conversation_id, cause = cause.cause, to = %cause.to, "conversation changed state");
-    }
-    Ok(())
+    ctx.change_state(conversation_id, cause, change).await.map(drop)
 }
 
 fn count(ctx: &Context, action: HandoverAction, outcome: &str) -> Outcome {

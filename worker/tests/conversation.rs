@@ -285,7 +285,7 @@ async fn asking_for_a_person_hands_over_passes_the_thread_notifies_and_keeps_the
     assert_eq!(headers["x-omnidm-event"], "conversation.escalated");
     assert_eq!(
         headers["x-omnidm-signature"].to_str().unwrap(),
-        omnidm_worker::notify::signature(secret.as_bytes(), body)
+        omnidm_shared::signature::sign(secret.as_bytes(), body)
     );
     let notification: Value = serde_json::from_slice(body).unwrap();
     assert_eq!(notification["externalUserId"], customer.as_str());

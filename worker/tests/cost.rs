@@ -76,28 +76,6 @@ async fn a_burst_puts_only_its_newest_messages_into_the_ai_call_and_is_answered_
     stack.stop().await;
 }
 
-/// Jobs in the dead-letter queue.
-async fn dead_letters(stack: &Stack) -> u32 {
-    let topology = omnidm_shared::topology::Topology::new(stack.prefix.clone());
-    let connection = lapin::Connection::connect(support::AMQP_URL, Default::default())
-        .await
-        .unwrap();
-    let channel = connection.create_channel().await.unwrap();
-    let queue = channel
-        .queue_declare(
-            topology.dead_queue().into(),
-            lapin::options::QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            Default::default(),
-        )
-        .await
-        .unwrap();
-    let _ = connection.close(200, "".into()).await;
-    queue.message_count()
-}
-
 #[tokio::test]
 async fn a_rejected_ai_request_is_dead_lettered_at_once_not_retried() {
     let stack = Stack::start(Options::default()).await;
@@ -107,7 +85,7 @@ async fn a_rejected_ai_request_is_dead_lettered_at_once_not_retried() {
     };
     stack.sim.set_fault(FaultTarget::Ai, Some(invalid_key));
     stack.dm(&user(), &mid(), "hello?", now_ms()).await;
-    assert!(eventually(WAIT, || async { dead_letters(&stack).await == 1 }).await);
+    assert!(eventually(WAIT, || async { stack.dead_letters().await == 1 }).await);
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
         stack.sim.ai_requests().len(),

@@ -210,28 +210,11 @@ async fn an_ai_outage_longer_than_the_budget_dead_letters_and_replay_answers_it(
     let user = user();
     stack.dm(&user, &mid(), "hello?", now_ms()).await;
 
-    let topology = omnidm_shared::topology::Topology::new(stack.prefix.clone());
-    let dead = || async {
-        let c = lapin::Connection::connect(AMQP_URL, Default::default())
-            .await
-            .unwrap();
-        let ch = c.create_channel().await.unwrap();
-        let q = ch
-            .queue_declare(
-                topology.dead_queue().into(),
-                lapin::options::QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                Default::default(),
-            )
-            .await
-            .unwrap();
-        let _ = c.close(200, "".into()).await;
-        q.message_count()
-    };
     assert!(
-        eventually(Duration::from_secs(40), || async { dead().await == 1 }).await,
+        eventually(Duration::from_secs(40), || async {
+            stack.dead_letters().await == 1
+        })
+        .await,
         "dead-lettered after the budget"
     );
     assert!(stack.sent_to(&user).is_empty());

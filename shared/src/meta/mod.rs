@@ -7,6 +7,7 @@ pub mod envelope;
 pub mod event;
 pub mod graph;
 pub mod graph_error;
+pub mod handover;
 pub mod login;
 
 /// The Facebook Page inbox's app id in Meta's Handover Protocol: where a conversation handed to a person

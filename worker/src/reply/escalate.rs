@@ -2,10 +2,10 @@
 //! Page inbox.
 
 use crate::context::Context;
-use crate::graph::ThreadControl;
 use crate::store::conversations;
 use crate::store::credentials::Credential;
 use chrono::Utc;
+use omnidm_shared::meta::handover::ThreadControl;
 use omnidm_shared::meta::PAGE_INBOX_APP_ID;
 use omnidm_shared::states::Channel;
 use omnidm_shared::transitions;
@@ -62,6 +62,7 @@ pub(super) async fn pass_to_inbox(ctx: &Context, credential: &Credential, recipi
     let outcome = match credential.access_token(&ctx.keyring) {
         Ok(token) => ctx
             .graph
+            .api()
             .thread_control(
                 &token,
                 recipient,

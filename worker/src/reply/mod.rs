@@ -16,7 +16,7 @@ use crate::context::{Context, Outcome};
 use crate::store::lease::{Lease, Leased};
 use crate::store::{outbound, work};
 use chrono::Utc;
-use omnidm_shared::states::Author;
+use omnidm_shared::states::{Author, MessageStatus};
 use omnidm_shared::topology::Topology;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
@@ -90,8 +90,8 @@ async fn pass(ctx: &Context, lease: &Lease, clock: &mut Overhead) -> Result<Endi
         let Some(leased) = ctx.writes.take(*lease).await? else {
             return Ok(LetGo(busy()));
         };
-        let state = leased.state_now();
         let Leased {
+            state,
             last_inbound_at: last_inbound,
             external_user_id: recipient,
             channel,
@@ -108,7 +108,6 @@ async fn pass(ctx: &Context, lease: &Lease, clock: &mut Overhead) -> Result<Endi
         let sending = Sending {
             lease,
             recipient: &recipient,
-            conversation_id: lease.conversation_id,
             last_inbound,
         };
         if !unsent.is_empty() {
@@ -132,7 +131,7 @@ async fn pass(ctx: &Context, lease: &Lease, clock: &mut Overhead) -> Result<Endi
         if let Some(reason) = state.quiet_reason() {
             // A person or another app has the conversation: stored, not answered.
             let ids: Vec<Uuid> = pending.iter().map(|p| p.id).collect();
-            work::ignore_pending(&ctx.pool, &ids, reason).await?;
+            work::close_pending(&ctx.pool, &ids, MessageStatus::Ignored, reason).await?;
             ctx.metrics
                 .ignored
                 .with_label_values(&[reason])
@@ -158,7 +157,7 @@ async fn pass(ctx: &Context, lease: &Lease, clock: &mut Overhead) -> Result<Endi
         let plan = Plan::of(&account.credential, &pending);
         if !plan.recorded.is_empty() {
             // The business changed its policy since these were stored.
-            work::ignore_pending(&ctx.pool, &plan.recorded, "policy").await?;
+            work::close_pending(&ctx.pool, &plan.recorded, MessageStatus::Ignored, "policy").await?;
         }
         if plan.answered.is_empty() {
             continue;
@@ -211,7 +210,8 @@ async fn pass(ctx: &Context, lease: &Lease, clock: &mut Overhead) -> Result<Endi
                     // Too long even without history: these messages cannot be answered by this model.
                     // The rest of the burst (fixed replies) goes out on the next round.
                     let ids: Vec<Uuid> = plan.for_ai.iter().map(|p| p.id).collect();
-                    work::fail_pending(&ctx.pool, &ids, "ai_context_too_long").await?;
+                    work::close_pending(&ctx.pool, &ids, MessageStatus::Failed, "ai_context_too_long")
+                        .await?;
                     tracing::warn!(%detail, "messages too long for the AI's context; failed");
                     continue;
                 }

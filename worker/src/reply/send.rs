@@ -4,7 +4,7 @@
 use super::pass_state::{Account, Overhead};
 use crate::context::{Context, Outcome};
 use crate::graph::Messaging;
-use crate::store::conversations::{self, Change};
+use crate::store::conversations::Change;
 use crate::store::credentials;
 use crate::store::lease::Lease;
 use crate::store::{outbound, work};
@@ -32,7 +32,6 @@ pub(super) enum Sent {
 pub(super) struct Sending<'a> {
     pub(super) lease: &'a Lease,
     pub(super) recipient: &'a str,
-    pub(super) conversation_id: Uuid,
     /// Meta's time of the customer's last message: a person's chunk goes under the window it falls in.
     pub(super) last_inbound: Option<DateTime<Utc>>,
 }
@@ -166,19 +165,12 @@ pub(super) async fn send_all(
                 // Not a failure to retry: another app owns the thread, and it is quiet time for us.
                 outbound::set_status(&ctx.pool, &rest, MessageStatus::Failed, Some("thread_elsewhere"))
                     .await?;
-                let moved = conversations::transition(
-                    &ctx.pool,
-                    sending.conversation_id,
+                ctx.change_state(
+                    sending.lease.conversation_id,
                     &transitions::SEND_REFUSED,
                     Change::default(),
                 )
                 .await?;
-                if moved {
-                    ctx.metrics
-                        .transitions
-                        .with_label_values(&[transitions::SEND_REFUSED.cause])
-                        .inc();
-                }
                 Outcome::Done
             }
             ErrorClass::SentButError => Outcome::Wait {

@@ -7,6 +7,7 @@ use super::credentials::{Credential, CREDENTIAL_COLUMNS, CREDENTIAL_FROM};
 use super::work::{work_rows, Work, WorkRow, WORK};
 use chrono::{DateTime, Utc};
 use omnidm_shared::states::{Channel, ConversationState};
+use omnidm_shared::transitions::STATE_NOW;
 use sqlx::{FromRow, PgPool, Row};
 use std::future::Future;
 use std::time::Duration;
@@ -48,10 +49,8 @@ pub(crate) const RELAXED_COMMIT: &str = "set_config('synchronous_commit', 'off',
 /// and its work.
 #[derive(Debug, sqlx::FromRow)]
 pub struct Leased {
-    /// Who speaks in the conversation, as stored (see [`Leased::state_now`]).
+    /// Who speaks in the conversation now ([`STATE_NOW`]: a pause whose time has passed is the bot's).
     pub state: ConversationState,
-    /// Until when a `paused` conversation stays paused (`None`: until resumed).
-    pub ai_paused_until: Option<DateTime<Utc>>,
     /// Meta's time of the customer's newest message: Meta's messaging windows count from it.
     pub last_inbound_at: Option<DateTime<Utc>>,
     /// Who we answer.
@@ -65,17 +64,6 @@ pub struct Leased {
     /// What is left to answer and send, and the history, as of the moment the lease was taken.
     #[sqlx(skip)]
     pub work: Work,
-}
-
-impl Leased {
-    /// The state in force now: a pause whose time has passed is the bot's turn again (no write needed;
-    /// the next change of state overwrites it).
-    pub fn state_now(&self) -> ConversationState {
-        match (self.state, self.ai_paused_until) {
-            (ConversationState::Paused, Some(until)) if until <= Utc::now() => ConversationState::Bot,
-            (state, _) => state,
-        }
-    }
 }
 
 /// What became of an attempt to take a conversation's lease ([`take_many`]).
@@ -146,7 +134,7 @@ pub async fn take_many(pool: &PgPool, leases: Vec<Lease>, history: u32) -> sqlx:
              FROM l JOIN seen ON seen.n = l.n, {CREDENTIAL_FROM}
              WHERE cv.id = l.conversation_id AND cv.xmin = seen.version AND {LEASE_AVAILABLE}
                AND c.id = cv.credential_id AND {RELAXED_COMMIT}
-             RETURNING l.n AS leased_n, cv.id AS conversation_id, cv.state, cv.ai_paused_until, cv.last_inbound_at,
+             RETURNING l.n AS leased_n, cv.id AS conversation_id, ({STATE_NOW}) AS state, cv.last_inbound_at,
                        cv.external_user_id, cv.channel AS conversation_channel, {CREDENTIAL_COLUMNS}
          )
          SELECT seen.n, seen.free, leased.*, work.rows AS work

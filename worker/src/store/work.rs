@@ -22,23 +22,21 @@ pub struct Pending {
     pub kind: MessageKind,
 }
 
-/// Marks pending messages as not to be answered (e.g. a human is handling the conversation).
-pub async fn ignore_pending(pool: &PgPool, ids: &[Uuid], reason: &str) -> sqlx::Result<()> {
-    sqlx::query("UPDATE messages SET status = 'ignored', status_reason = $2, updated_at = now() WHERE id = ANY($1) AND status = 'pending'")
-        .bind(ids)
-        .bind(reason)
-        .execute(pool)
-        .await
-        .map(drop)
-}
-
-/// Marks pending messages as not answerable, for good (`reason`: e.g. too long for the AI's context).
-pub async fn fail_pending(pool: &PgPool, ids: &[Uuid], reason: &str) -> sqlx::Result<()> {
+/// Closes pending messages without a reply: `ignored` (recorded only: a person has the conversation,
+/// the policy says so) or `failed` (cannot be answered, e.g. too long for the AI's context), with why.
+/// Only messages still pending change.
+pub async fn close_pending(
+    pool: &PgPool,
+    ids: &[Uuid],
+    status: MessageStatus,
+    reason: &str,
+) -> sqlx::Result<()> {
     sqlx::query(
-        "UPDATE messages SET status = 'failed', status_reason = $2, updated_at = now()
+        "UPDATE messages SET status = $2, status_reason = $3, updated_at = now()
          WHERE id = ANY($1) AND status = 'pending'",
     )
     .bind(ids)
+    .bind(status)
     .bind(reason)
     .execute(pool)
     .await

@@ -335,6 +335,28 @@ impl Stack {
         assert_eq!(self.post(body).await, 200);
     }
 
+    /// Jobs waiting in the dead-letter queue.
+    pub async fn dead_letters(&self) -> u32 {
+        let topology = Topology::new(self.prefix.clone());
+        let connection = lapin::Connection::connect(AMQP_URL, Default::default())
+            .await
+            .unwrap();
+        let channel = connection.create_channel().await.unwrap();
+        let queue = channel
+            .queue_declare(
+                topology.dead_queue().into(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                Default::default(),
+            )
+            .await
+            .unwrap();
+        let _ = connection.close(200, "".into()).await;
+        queue.message_count()
+    }
+
     /// Texts the sim sent to `user`, in order.
     pub fn sent_to(&self, user: &str) -> Vec<String> {
         self.sim
